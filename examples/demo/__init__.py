@@ -1,0 +1,1 @@
+"""Bundled demo web app for trying rproxy by hand; the app itself lives in ``app.py``."""

@@ -1,0 +1,59 @@
+"""The rproxy exception tree and how upstream failures become 502 / 504 responses.
+
+    RproxyError
+    ├── ConfigError            bad settings; start-up stops with the message
+    │   └── PrefixError        a URL prefix that could break out of a URL, attribute or header
+    └── UpstreamError          the upstream could not answer a request
+        ├── UpstreamUnavailable   connection refused, reset or closed before a response: 502
+        └── UpstreamTimeout       no connection or no bytes within the configured time: 504
+
+Error pages are fixed plain text: they never contain anything taken from the request.
+This module does not log; the caller logs with the request's context.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+from aiohttp import web
+
+
+class RproxyError(Exception):
+    """Base of every error rproxy raises on purpose."""
+
+
+class ConfigError(RproxyError):
+    """A setting is invalid; the message says which and why."""
+
+
+class PrefixError(ConfigError):
+    """The URL prefix is unsafe or malformed."""
+
+
+class UpstreamError(RproxyError):
+    """The upstream did not produce a response."""
+
+    status: int = 502
+    page: str = "The service behind this proxy did not answer."
+
+
+class UpstreamUnavailable(UpstreamError):
+    status = 502
+    page = (
+        "The service behind this proxy is not reachable. It may be starting or it may have stopped."
+    )
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    page = "The service behind this proxy did not answer in time."
+
+
+def error_response(error: UpstreamError) -> web.Response:
+    """A short plain-text page for ``error``; its text is fixed, never taken from the request."""
+    return web.Response(
+        status=error.status,
+        text=f"{error.status} {HTTPStatus(error.status).phrase}\n\n{error.page}\n",
+        content_type="text/plain",
+        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+    )

@@ -1,0 +1,128 @@
+"""Pure header policy: what crosses the proxy in each direction, and the X-Forwarded-* it adds.
+
+Security first: incoming ``X-Forwarded-*``, ``Forwarded`` and ``X-Real-IP`` headers are written by
+whoever sent the request, so they are dropped unless ``--trusted-proxies`` says the hops that set
+them are ours; only then are their values passed on. Identity never comes from these headers.
+
+Hop-by-hop headers (RFC 9110 7.6.1: Connection and the names it lists, Keep-Alive, TE, Trailer,
+Transfer-Encoding, Upgrade, Proxy-*) are removed both ways; ``Expect`` too, because the server side
+has already answered it. Everything else, several Set-Cookie headers and Content-Encoding included,
+passes unchanged. No I/O happens here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from rproxy.config import HostHeader, TrustedProxies
+
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+_REQUEST_ONLY_DROPPED = frozenset(
+    {
+        "expect",
+        "forwarded",
+        "x-real-ip",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-forwarded-port",
+        "x-forwarded-prefix",
+        "x-forwarded-context",
+        "x-proxycontextpath",
+    }
+)
+
+Headers = CIMultiDictProxy[str] | CIMultiDict[str]
+
+
+@dataclass(frozen=True, slots=True)
+class ClientView:
+    """How the request reached rproxy: the peer's address, scheme and Host header."""
+
+    peer: str
+    scheme: str
+    host: str | None
+
+
+def hop_by_hop(headers: Headers) -> frozenset[str]:
+    """The lower-case names to drop from ``headers``: the fixed set plus those Connection lists."""
+    listed = {
+        name.strip().lower()
+        for value in headers.getall("Connection", ())
+        for name in value.split(",")
+        if name.strip()
+    }
+    return _HOP_BY_HOP | listed if listed else _HOP_BY_HOP
+
+
+def _values(headers: Headers, name: str) -> list[str]:
+    return [v.strip() for value in headers.getall(name, ()) for v in value.split(",") if v.strip()]
+
+
+def _trusted_hops(forwarded_for: list[str], peer: str, trusted: TrustedProxies) -> int:
+    """How many nearest hops set headers we believe (0: believe none)."""
+    if trusted.count:
+        return trusted.count
+    if not trusted.networks or not trusted.trusts(peer):
+        return 0
+    hops = 1
+    while hops < len(forwarded_for) and trusted.trusts(forwarded_for[-hops]):
+        hops += 1
+    return hops
+
+
+def _trusted_value(headers: Headers, name: str, hops: int) -> str | None:
+    values = _values(headers, name)
+    return values[-hops] if hops and len(values) >= hops else None
+
+
+def upstream_request_headers(
+    incoming: Headers,
+    client: ClientView,
+    *,
+    public_prefix: str,
+    trusted: TrustedProxies,
+    host_header: HostHeader,
+    upstream_host: str,
+) -> CIMultiDict[str]:
+    """The headers to send upstream for a request that arrived with ``incoming``."""
+    drop = hop_by_hop(incoming) | _REQUEST_ONLY_DROPPED
+    out = CIMultiDict[str]((k, v) for k, v in incoming.items() if k.lower() not in drop)
+    forwarded_for = _values(incoming, "X-Forwarded-For")
+    hops = _trusted_hops(forwarded_for, client.peer, trusted)
+    chain = forwarded_for[-hops:] if hops and len(forwarded_for) >= hops else []
+    chain.append(client.peer)
+    out["X-Forwarded-For"] = ", ".join(chain)
+    out["X-Forwarded-Proto"] = _trusted_value(incoming, "X-Forwarded-Proto", hops) or client.scheme
+    host = _trusted_value(incoming, "X-Forwarded-Host", hops) or client.host
+    if host:
+        out["X-Forwarded-Host"] = host
+    outer_prefix = (_trusted_value(incoming, "X-Forwarded-Prefix", hops) or "").rstrip("/")
+    prefix = outer_prefix + public_prefix
+    if prefix:
+        out["X-Forwarded-Prefix"] = prefix
+        out["X-Forwarded-Context"] = prefix
+        out["X-ProxyContextPath"] = prefix
+    if host_header == "upstream" or client.host is None:
+        out["Host"] = upstream_host
+    return out
+
+
+def client_response_headers(upstream: Headers) -> CIMultiDict[str]:
+    """The headers to send the client for an upstream response with headers ``upstream``."""
+    drop = hop_by_hop(upstream)
+    return CIMultiDict[str]((k, v) for k, v in upstream.items() if k.lower() not in drop)

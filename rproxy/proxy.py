@@ -1,0 +1,122 @@
+"""The HTTP handler: route the request target, forward it upstream, stream the answer back.
+
+It arranges the work and keeps none of the policy: ``urls`` decides where a target goes,
+``forwarding`` decides which headers cross, ``streams`` moves the bytes, ``errors`` words failures.
+A failure before the response starts becomes a 502 or 504 page; a failure after it started closes
+the client connection, so a truncated body is never passed off as complete.
+This module does not handle WebSocket traffic; upgrade requests get a clear 501 until it exists.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import aiohttp
+from aiohttp import web
+
+from rproxy.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable, error_response
+from rproxy.forwarding import (
+    ClientView,
+    client_response_headers,
+    upstream_request_headers,
+)
+from rproxy.keys import CONFIG, UPSTREAM_CLIENT, URLS
+from rproxy.streams import relay_body, request_body
+from rproxy.urls import BadTarget, Forward, NotOurs, Redirect
+
+logger = logging.getLogger(__name__)
+
+
+def _plain(status: int, text: str, **headers: str) -> web.Response:
+    return web.Response(
+        status=status,
+        text=text,
+        content_type="text/plain",
+        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", **headers},
+    )
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    """Answer one request by forwarding it to the upstream (aiohttp handler for every path)."""
+    route = request.app[URLS].route(request.raw_path)
+    match route:
+        case Redirect(location):
+            return _plain(307, "307 Temporary Redirect\n", Location=location)
+        case NotOurs():
+            return _plain(404, "404 Not Found\n\nThis path is not served by this proxy.\n")
+        case BadTarget(reason):
+            return _plain(400, f"400 Bad Request\n\n{reason}.\n")
+    if request.headers.get("Upgrade", "").lower() == "websocket":
+        return _plain(501, "501 Not Implemented\n\nWebSocket passthrough is not available yet.\n")
+    return await _forward(request, route)
+
+
+async def _forward(request: web.Request, route: Forward) -> web.StreamResponse:
+    config = request.app[CONFIG]
+    mapper = request.app[URLS]
+    headers = upstream_request_headers(
+        request.headers,
+        ClientView(request.remote or "unknown", request.scheme, request.headers.get("Host")),
+        public_prefix=mapper.public_prefix,
+        trusted=config.trusted_proxies,
+        host_header=config.host_header,
+        upstream_host=mapper.upstream.raw_authority,
+    )
+    body = request_body(request) if request.body_exists else None
+    try:
+        upstream = await request.app[UPSTREAM_CLIENT].request(
+            request.method,
+            mapper.upstream_url(route),
+            headers=headers,
+            data=body,
+            allow_redirects=False,
+        )
+    except TimeoutError as exc:
+        return _failed(request, route, UpstreamTimeout(), exc)
+    except (aiohttp.ClientError, OSError) as exc:
+        return _failed(request, route, UpstreamUnavailable(), exc)
+    response = web.StreamResponse(
+        status=upstream.status,
+        reason=upstream.reason,
+        headers=client_response_headers(upstream.headers),
+    )
+    complete = False
+    try:
+        await response.prepare(request)
+        await relay_body(upstream.content, response)
+        await response.write_eof()
+        complete = True
+    except ConnectionResetError:
+        logger.debug("client went away during %s %s", request.method, route.path)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        logger.warning(
+            "upstream broke off the response to %s %s: %s; closing the client connection",
+            request.method,
+            route.path,
+            _describe(exc),
+        )
+        request.protocol.force_close()
+    finally:
+        if complete:
+            upstream.release()
+        else:
+            upstream.close()
+    return response
+
+
+def _failed(
+    request: web.Request, route: Forward, error: UpstreamError, exc: BaseException
+) -> web.Response:
+    logger.warning(
+        "%d for %s %s: %s (upstream %s)",
+        error.status,
+        request.method,
+        route.path,
+        _describe(exc),
+        request.app[CONFIG].upstream.describe(),
+    )
+    return error_response(error)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -1,0 +1,139 @@
+"""UrlMapper: the one object that knows the public URL prefix and the upstream origin.
+
+It validates the prefix once, at start-up, and decides for every request target whether it is
+forwarded (and to which upstream path), redirected to the canonical prefix, refused, or not ours.
+Upstream URLs are built from parsed parts, never by string concatenation, so no request path
+(``//evil/x``, ``/@evil/``) can change the host the proxy connects to.
+
+Paths and queries travel raw: what the client sent (``%2F``, ``%40``, non-ASCII escapes) is what the
+upstream receives, minus the prefix and minus any fragment. This module does not rewrite URLs inside
+responses; rewriters ask it how to map a URL once they exist.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from yarl import URL
+
+from rproxy.errors import PrefixError
+
+_SEGMENT = re.compile(r"(?:[A-Za-z0-9\-._~@!$+=:]|%[0-9A-Fa-f]{2})+")
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """Send the request upstream with this raw path (starting with ``/``) and raw query."""
+
+    path: str
+    query: str
+
+
+@dataclass(frozen=True, slots=True)
+class Redirect:
+    """Answer with a redirect to this same-origin location."""
+
+    location: str
+
+
+@dataclass(frozen=True, slots=True)
+class NotOurs:
+    """The target lies outside the prefix: 404."""
+
+
+@dataclass(frozen=True, slots=True)
+class BadTarget:
+    """The target is malformed or unsafe: 400 with this fixed reason."""
+
+    reason: str
+
+
+Route = Forward | Redirect | NotOurs | BadTarget
+
+
+def normalize_prefix(prefix: str) -> str:
+    """Return ``prefix`` with one leading and one trailing slash, or raise PrefixError.
+
+    Allowed segment characters are the unreserved ones, ``@!$+=:`` and percent escapes; an escape
+    may not hide a slash, a backslash, a control character or a dot segment. Anything else could
+    break out of a URL, an HTML attribute, a CSS token or a header, so it is refused here.
+    """
+    stripped = prefix.strip("/")
+    if not stripped:
+        return "/"
+    for segment in stripped.split("/"):
+        problem = _segment_problem(segment)
+        if problem:
+            raise PrefixError(f"URL prefix {prefix!r} is not allowed: {problem}")
+    return f"/{stripped}/"
+
+
+def _segment_problem(segment: str) -> str | None:
+    if not segment:
+        return "it contains an empty segment ('//')"
+    if not _SEGMENT.fullmatch(segment):
+        bad = next(c for c in segment if not _SEGMENT.fullmatch(c) and c != "%")
+        return f"character {bad!r} is not allowed (percent-encode it)"
+    try:
+        decoded = unquote(segment, errors="strict")
+    except UnicodeDecodeError:
+        return "a percent escape is not valid UTF-8"
+    if decoded in (".", ".."):
+        return "it contains a dot segment"
+    if any(c in "/\\" or unicodedata.category(c).startswith("C") for c in decoded):
+        return "a percent escape hides a slash, backslash or control character"
+    return None
+
+
+class UrlMapper:
+    """Maps request targets under ``prefix`` to upstream URLs on ``upstream`` (an origin URL)."""
+
+    def __init__(self, prefix: str, upstream: URL) -> None:
+        self.prefix = normalize_prefix(prefix)
+        self.upstream = upstream.origin()
+        self._segments = self.prefix.strip("/").split("/") if self.prefix != "/" else []
+        self._decoded = [unquote(s) for s in self._segments]
+
+    def route(self, target: str) -> Route:
+        """Decide what to do with a raw request target (path, query and maybe a fragment)."""
+        target = target.partition("#")[0]
+        path, _, query = target.partition("?")
+        if not path.startswith("/"):
+            return BadTarget("the request target must be a path")
+        segments = path.split("/")[1:]
+        if any(unquote(s) in (".", "..") for s in segments):
+            return BadTarget("the request path contains a dot segment")
+        n = len(self._segments)
+        if n == 0:
+            return Forward(path, query)
+        head, rest = segments[:n], segments[n:]
+        if head == self._segments:
+            if not rest:
+                return self._redirect("", query)
+            return Forward("/" + "/".join(rest), query)
+        if len(head) == n and [unquote(s) for s in head] == self._decoded:
+            return self._redirect("/".join(rest), query)
+        return NotOurs()
+
+    def _redirect(self, rest: str, query: str) -> Redirect:
+        location = self.prefix + rest
+        return Redirect(f"{location}?{query}" if query else location)
+
+    def upstream_url(self, forward: Forward) -> URL:
+        """The absolute upstream URL for ``forward``; its host is always the upstream's."""
+        return URL.build(
+            scheme=self.upstream.scheme,
+            host=self.upstream.raw_host or "localhost",
+            port=self.upstream.explicit_port,
+            path=forward.path,
+            query_string=forward.query,
+            encoded=True,
+        )
+
+    @property
+    def public_prefix(self) -> str:
+        """The prefix without its trailing slash, as X-Forwarded-Prefix carries it; "" at root."""
+        return self.prefix.rstrip("/")
