@@ -12,10 +12,11 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from typing import get_args
 
 from rproxy import __version__
 from rproxy.app import serve
-from rproxy.config import Config, load_config
+from rproxy.config import Config, HostHeader, LogLevel, load_config
 from rproxy.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fwd.add_argument(
         "--host-header",
-        choices=("preserve", "upstream"),
+        choices=get_args(HostHeader),
         help="Host header sent upstream: the client's (preserve, default) or the upstream's",
     )
     fwd.add_argument(
@@ -80,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level",
         type=str.upper,
-        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        choices=get_args(LogLevel),
         help="log level (default INFO)",
     )
     return parser

@@ -12,7 +12,7 @@ import ipaddress
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from yarl import URL
 
@@ -20,6 +20,7 @@ from rproxy.errors import ConfigError
 from rproxy.urls import normalize_prefix
 
 HostHeader = Literal["preserve", "upstream"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -116,12 +117,18 @@ class Config:
     trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
     host_header: HostHeader = "preserve"
     upstream_connections: int = 0
-    log_level: str = "INFO"
+    log_level: LogLevel = "INFO"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "prefix", normalize_prefix(self.prefix))
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port {self.port} is not a TCP port")
+        if self.host_header not in get_args(HostHeader):
+            raise ConfigError(f"--host-header {self.host_header!r}: expected preserve or upstream")
+        if self.log_level not in get_args(LogLevel):
+            raise ConfigError(
+                f"--log-level {self.log_level!r}: expected one of {get_args(LogLevel)}"
+            )
         if self.upstream_connections < 0:
             raise ConfigError("--upstream-connections must be 0 (no limit) or more")
 

@@ -61,22 +61,25 @@ def normalize_prefix(prefix: str) -> str:
     may not hide a slash, a backslash, a control character or a dot segment. Anything else could
     break out of a URL, an HTML attribute, a CSS token or a header, so it is refused here.
     """
-    stripped = prefix.strip("/")
-    if not stripped:
+    normalized = prefix if prefix.startswith("/") else "/" + prefix
+    normalized = normalized if normalized.endswith("/") else normalized + "/"
+    if normalized == "/":
         return "/"
-    for segment in stripped.split("/"):
+    for segment in normalized[1:-1].split("/"):
         problem = _segment_problem(segment)
         if problem:
             raise PrefixError(f"URL prefix {prefix!r} is not allowed: {problem}")
-    return f"/{stripped}/"
+    return normalized
 
 
 def _segment_problem(segment: str) -> str | None:
     if not segment:
         return "it contains an empty segment ('//')"
     if not _SEGMENT.fullmatch(segment):
-        bad = next(c for c in segment if not _SEGMENT.fullmatch(c) and c != "%")
-        return f"character {bad!r} is not allowed (percent-encode it)"
+        bad = [c for c in segment if c != "%" and not _SEGMENT.fullmatch(c)]
+        if bad:
+            return f"character {bad[0]!r} is not allowed (percent-encode it)"
+        return "it contains a malformed percent escape"
     try:
         decoded = unquote(segment, errors="strict")
     except UnicodeDecodeError:
@@ -126,8 +129,7 @@ class UrlMapper:
         """The absolute upstream URL for ``forward``; its host is always the upstream's."""
         return URL.build(
             scheme=self.upstream.scheme,
-            host=self.upstream.raw_host or "localhost",
-            port=self.upstream.explicit_port,
+            authority=self.upstream.raw_authority,
             path=forward.path,
             query_string=forward.query,
             encoded=True,

@@ -1,0 +1,65 @@
+"""Shared fixtures: real upstream servers and real rproxy instances on 127.0.0.1, random ports.
+
+``start_proxy`` runs rproxy exactly as the command line does (``make_runner``), so handler
+cancellation and shutdown behave as in production.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from support import StartProxy, StartUpstream
+from yarl import URL
+
+from rproxy.app import make_runner
+from rproxy.config import load_config
+
+
+@pytest.fixture
+async def start_upstream() -> AsyncIterator[StartUpstream]:
+    servers: list[TestServer] = []
+
+    async def start(app: web.Application) -> URL:
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        servers.append(server)
+        return server.make_url("")
+
+    yield start
+    for server in servers:
+        await server.close()
+
+
+@pytest.fixture
+async def start_proxy() -> AsyncIterator[StartProxy]:
+    """Start rproxy in front of ``upstream`` with command-line style ``options``; return its URL."""
+    runners: list[web.AppRunner] = []
+
+    async def start(upstream: URL | str, **options: Any) -> URL:
+        config = load_config({"upstream": str(upstream), **options}, {})
+        runner = make_runner(config)
+        await runner.setup()
+        runners.append(runner)
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        host, port = runner.addresses[0][:2]
+        return URL.build(scheme="http", host=host, port=port)
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A client that shows bodies as sent: no decompression, no cookies kept."""
+    async with aiohttp.ClientSession(
+        auto_decompress=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        timeout=aiohttp.ClientTimeout(total=60),
+    ) as session:
+        yield session

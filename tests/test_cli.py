@@ -1,0 +1,114 @@
+"""The ``rproxy`` command as a user runs it: a real process, real sockets, real signals."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+import aiohttp
+from aiohttp import web
+from support import StartUpstream
+from yarl import URL
+
+_LISTENING = re.compile(rb"rproxy listening on (http://127\.0\.0\.1:\d+)(\S*) -> (\S+)")
+
+
+@asynccontextmanager
+async def _rproxy(
+    *args: str, env: Mapping[str, str] | None = None
+) -> AsyncIterator[tuple[URL, str, asyncio.subprocess.Process]]:
+    """Run ``python -m rproxy ARGS`` on a free port; yield its URL, prefix and process."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "rproxy",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        "0",
+        *args,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+    assert process.stderr is not None
+    try:
+        async with asyncio.timeout(20):
+            while match := _LISTENING.search(line := await process.stderr.readline()):
+                break
+            else:
+                raise AssertionError(f"rproxy did not start: {line!r}")
+        yield URL(match.group(1).decode()), match.group(2).decode(), process
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+
+
+async def _hello_upstream(start_upstream: StartUpstream) -> URL:
+    async def hello(request: web.Request) -> web.Response:
+        return web.Response(text=f"hello {request.raw_path}")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", hello)
+    return await start_upstream(app)
+
+
+async def test_command_proxies_and_stops_cleanly_on_sigterm(
+    start_upstream: StartUpstream,
+) -> None:
+    upstream = await _hello_upstream(start_upstream)
+    async with (
+        _rproxy("--destport", str(upstream.port)) as (url, prefix, process),
+        aiohttp.ClientSession() as http,
+    ):
+        assert prefix == "/"
+        async with http.get(url / "a") as resp:
+            assert await resp.text() == "hello /a"
+        process.send_signal(signal.SIGTERM)
+        assert process.stderr is not None
+        rest = await asyncio.wait_for(process.stderr.read(), timeout=20)
+        assert await process.wait() == 0
+        assert b"shutting down" in rest
+
+
+async def test_command_takes_the_prefix_from_jupyterhub_environment(
+    start_upstream: StartUpstream,
+) -> None:
+    upstream = await _hello_upstream(start_upstream)
+    env = {"JUPYTERHUB_SERVICE_PREFIX": "/user/alice/"}
+    async with (
+        _rproxy("--upstream", str(upstream), env=env) as (url, prefix, _),
+        aiohttp.ClientSession() as http,
+    ):
+        assert prefix == "/user/alice/"
+        async with http.get(url / "user/alice/b") as resp:
+            assert await resp.text() == "hello /b"
+
+
+async def test_command_flag_prefix_wins_over_environment(start_upstream: StartUpstream) -> None:
+    upstream = await _hello_upstream(start_upstream)
+    env = {"JUPYTERHUB_SERVICE_PREFIX": "/user/alice/"}
+    async with _rproxy("--upstream", str(upstream), "--prefix", "/app/", env=env) as (_, p, _):
+        assert p == "/app/"
+
+
+async def test_command_refuses_a_bad_prefix_with_a_clear_error() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "rproxy",
+        "--destport",
+        "9",
+        "--prefix",
+        '/a"><script>/',
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(process.communicate(), timeout=20)
+    assert process.returncode == 2
+    assert b"rproxy: error: URL prefix" in err
+    assert b"is not allowed" in err
