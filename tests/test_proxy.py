@@ -350,3 +350,28 @@ async def test_upstream_dying_mid_body_is_never_passed_off_as_complete(
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_client_leaving_mid_body_closes_the_upstream_side(
+    start_upstream: StartUpstream, start_proxy: StartProxy, http: aiohttp.ClientSession
+) -> None:
+    upstream_done = asyncio.Event()
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        try:
+            while True:
+                await resp.write(b"x" * 65536)
+        finally:
+            upstream_done.set()
+
+    app = web.Application()
+    app.router.add_get("/endless", endless)
+    proxy = await start_proxy(await start_upstream(app))
+    resp = await http.get(proxy / "endless")
+    assert len(await resp.content.readexactly(65536)) == 65536
+    resp.close()
+    await asyncio.wait_for(upstream_done.wait(), timeout=10)
+    async with http.get(proxy / "missing") as resp:
+        assert resp.status == 404, "the proxy keeps serving"
