@@ -12,12 +12,15 @@ import asyncio
 import logging
 import signal
 from collections.abc import AsyncIterator
+from functools import partial
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from rproxy.config import Config
-from rproxy.keys import CONFIG, UPSTREAM_CLIENT, URLS
+from rproxy.config import Config, Upstream
+from rproxy.keys import CONFIG, ENDPOINT, LAUNCHER, UPSTREAM, UPSTREAM_CLIENT, URLS
+from rproxy.launch import Launcher, allocate_endpoint
 from rproxy.proxy import handle
 from rproxy.urls import UrlMapper
 
@@ -25,28 +28,29 @@ logger = logging.getLogger(__name__)
 
 # Headers aiohttp's client would add on its own; a proxy sends only what the client sent.
 _NO_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
-_SHUTDOWN_GRACE_SECONDS = 10.0
+_FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 
 
 def make_app(config: Config, *, client: aiohttp.ClientSession | None = None) -> web.Application:
-    """An application that proxies everything under ``config.prefix`` to ``config.upstream``."""
+    """An application that proxies everything under ``config.prefix`` to its upstream.
+
+    The upstream (and, with a command, the child's port or socket) is settled at start-up.
+    """
     app = web.Application()
     app[CONFIG] = config
-    app[URLS] = UrlMapper(config.prefix, config.upstream.url)
-    if client is not None:
-        app[UPSTREAM_CLIENT] = client
-    else:
-        app.cleanup_ctx.append(_upstream_client)
+    app.cleanup_ctx.append(partial(_upstream, client=client))
+    if config.child is not None:
+        app.cleanup_ctx.append(_child)
     app.router.add_route("*", "/{tail:.*}", handle)
     return app
 
 
-def new_upstream_client(config: Config) -> aiohttp.ClientSession:
-    """The pooled, keep-alive client session rproxy uses to talk to ``config.upstream``."""
+def new_upstream_client(upstream: Upstream, config: Config) -> aiohttp.ClientSession:
+    """The pooled, keep-alive client session rproxy uses to talk to ``upstream``."""
     limit = config.upstream_connections
     connector: aiohttp.BaseConnector
-    if config.upstream.unix_socket:
-        connector = aiohttp.UnixConnector(config.upstream.unix_socket, limit=limit)
+    if upstream.unix_socket:
+        connector = aiohttp.UnixConnector(upstream.unix_socket, limit=limit)
     else:
         connector = aiohttp.TCPConnector(limit=limit, limit_per_host=0)
     timeouts = config.timeouts
@@ -65,10 +69,36 @@ def new_upstream_client(config: Config) -> aiohttp.ClientSession:
     )
 
 
-async def _upstream_client(app: web.Application) -> AsyncIterator[None]:
-    async with new_upstream_client(app[CONFIG]) as client:
+async def _upstream(
+    app: web.Application, *, client: aiohttp.ClientSession | None
+) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    if config.child is not None:
+        app[ENDPOINT] = allocate_endpoint(config.child)
+        upstream = app[ENDPOINT].upstream
+    else:
+        assert config.upstream is not None
+        upstream = config.upstream
+    app[UPSTREAM] = upstream
+    app[URLS] = UrlMapper(config.prefix, upstream.url)
+    if client is not None:
         app[UPSTREAM_CLIENT] = client
         yield
+        return
+    async with new_upstream_client(upstream, config) as own_client:
+        app[UPSTREAM_CLIENT] = own_client
+        yield
+
+
+async def _child(app: web.Application) -> AsyncIterator[None]:
+    launcher = Launcher(app[CONFIG], app[ENDPOINT])
+    app[LAUNCHER] = launcher
+    if not launcher.lazy:
+        launcher.begin(app[UPSTREAM_CLIENT], app[URLS], origin_host="")
+    try:
+        yield
+    finally:
+        await launcher.close()
 
 
 def make_runner(config: Config) -> web.AppRunner:
@@ -77,21 +107,28 @@ def make_runner(config: Config) -> web.AppRunner:
         make_app(config),
         handler_cancellation=True,
         access_log=None,
-        shutdown_timeout=_SHUTDOWN_GRACE_SECONDS,
+        shutdown_timeout=config.grace_period,
     )
 
 
-async def serve(config: Config, *, stop: asyncio.Event | None = None) -> None:
-    """Serve ``config`` until ``stop`` is set or SIGINT / SIGTERM arrives, then shut down."""
+async def serve(config: Config, *, stop: asyncio.Event | None = None) -> int:
+    """Serve ``config`` until ``stop`` is set, SIGINT / SIGTERM arrives, or the command gives up.
+
+    Returns the exit status: 0 after a requested stop, the command's when it could not be kept up.
+    """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
     runner = make_runner(config)
     await runner.setup()
+    app = runner.app
+    launcher = app.get(LAUNCHER)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    if launcher is not None:
+        for signum in _FORWARDED_SIGNALS:
+            loop.add_signal_handler(signum, _forward, launcher, signum)
     try:
-        site = web.TCPSite(runner, config.ip, config.port, reuse_address=True)
-        await site.start()
+        await web.TCPSite(runner, config.ip, config.port, reuse_address=True).start()
         for address in runner.addresses:
             host, port = address[0], address[1]
             logger.info(
@@ -99,11 +136,23 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> None:
                 f"[{host}]" if ":" in host else host,
                 port,
                 config.prefix,
-                config.upstream.describe(),
+                app[UPSTREAM].describe(),
             )
-        await stop.wait()
+        waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
+        if launcher is not None:
+            waiters.append(launcher.finished)
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        waiters[0].cancel()
+        if launcher is not None and launcher.finished.done():
+            return launcher.finished.result()
         logger.info("shutting down")
+        return 0
     finally:
         await runner.cleanup()
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in (signal.SIGINT, signal.SIGTERM, *_FORWARDED_SIGNALS):
             loop.remove_signal_handler(signum)
+
+
+def _forward(launcher: Launcher, signum: int) -> None:
+    if launcher.supervisor is not None:
+        launcher.supervisor.forward(signum)

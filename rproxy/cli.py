@@ -1,7 +1,9 @@
-"""The ``rproxy`` command line: parse options, build a Config, serve. No proxy logic lives here.
+"""The ``rproxy`` command line, compatible with jhsingle-native-proxy's: parse, then hand over.
 
-Option names follow jhsingle-native-proxy where they overlap (``--port``, ``--ip``, ``--destport``)
-so existing spawner configurations keep working; the rest are rproxy's own.
+``rproxy [OPTIONS] [--] COMMAND [ARGS...]``. As in jhsingle-native-proxy, options may also follow
+the command when the command's own dashes are written ``{-}`` / ``{--}``, and everything after a
+bare ``--`` belongs to the command. This module holds no proxy logic: values are merged by
+sources.py, checked by config.py, and served by app.py.
 """
 
 from __future__ import annotations
@@ -12,85 +14,137 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import get_args
+from typing import Any, get_args
 
 from rproxy import __version__
 from rproxy.app import serve
-from rproxy.config import Config, HostHeader, LogLevel, load_config
+from rproxy.config import AuthType, Config, HostHeader, LogLevel
 from rproxy.errors import ConfigError
+from rproxy.sources import load_config, read_config_file
 
 logger = logging.getLogger(__name__)
+
+_EXAMPLES = """\
+examples:
+  rproxy --destport 8888
+      proxy a server that already runs on 127.0.0.1:8888, on port 8080
+  rproxy -- streamlit hello --server.port {port} --server.headless True
+      run streamlit on a free port and proxy it
+  rproxy --port 8000 --destport 8505 streamlit hello {--}server.port {port} --ip 0.0.0.0
+      the same on fixed ports; {--} stands for the command's own --, so --ip is rproxy's
+  rproxy --destport 0 voila {presentation_path} {--}port={port} {--}no-browser \\
+      {--}Voila.base_url={base_url}/ --presentation-path=./Presentation.ipynb
+  rproxy --unix-socket -- myapp --bind unix:{unix_socket}
+      the app listens on a Unix socket in a private directory: no TCP port to bypass rproxy
+
+placeholders in the command: {port} {unix_socket} {base_url} (the prefix without its trailing
+slash) {-} {--} {origin_host} (the first Host seen; the command then starts on the first
+request) {presentation_path} {presentation_dirname} {presentation_basename}
+
+environment: JUPYTERHUB_SERVICE_PREFIX (default --prefix), JUPYTERHUB_SERVICE_URL (default
+--port), JUPYTERHUB_API_TOKEN (makes --authtype default to oauth).
+precedence: command-line flags, then the --config file, then the environment, then defaults.
+"""
+
+
+# Options JupyterHub spawners add for jupyterhub-singleuser; accepted so that swapping works.
+_IGNORED_WITH_VALUE = (
+    "NotebookApp.allow_origin",
+    "no-NotebookApp.allow_origin",
+    "notebook-dir",
+    "SingleUserNotebookApp.default_url",
+    "NotebookApp.default_url",
+    "ServerApp.default_url",
+    "disable-user-config",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rproxy",
+        usage="%(prog)s [OPTIONS] [--] [COMMAND [ARGS ...]]",
         description="A streaming reverse proxy that puts a web app behind one front door.",
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
     )
-    parser.add_argument("--version", action="version", version=f"rproxy {__version__}")
-    where = parser.add_argument_group("upstream")
-    where.add_argument(
-        "--upstream",
-        metavar="URL",
-        help="the running server to proxy: http://host:port or unix:/path/to.sock",
-    )
-    where.add_argument(
-        "--destport",
-        type=int,
-        metavar="N",
-        help="the upstream's port on 127.0.0.1 (same as --upstream http://127.0.0.1:N)",
-    )
-    listen = parser.add_argument_group("listening")
-    listen.add_argument("--ip", help="address to listen on (default 0.0.0.0)")
-    listen.add_argument("--port", type=int, help="port to listen on (default 8080; 0 = any free)")
-    listen.add_argument(
-        "--prefix",
-        help="URL prefix to serve under and strip (default $JUPYTERHUB_SERVICE_PREFIX or /)",
-    )
-    fwd = parser.add_argument_group("forwarding")
-    fwd.add_argument(
-        "--trusted-proxies",
-        metavar="N|ADDRS",
-        help="believe incoming X-Forwarded-* from the nearest N proxies, or from these "
-        "comma-separated addresses/networks (default: believe none)",
-    )
-    fwd.add_argument(
-        "--host-header",
-        choices=get_args(HostHeader),
-        help="Host header sent upstream: the client's (preserve, default) or the upstream's",
-    )
-    fwd.add_argument(
-        "--upstream-connections",
-        type=int,
-        metavar="N",
-        help="most connections open to the upstream at once (default 0 = no limit)",
-    )
-    fwd.add_argument(
-        "--connect-timeout",
-        type=float,
-        metavar="SECONDS",
-        help="time to connect to the upstream before answering 504 (default 10)",
-    )
-    fwd.add_argument(
-        "--read-timeout",
-        type=float,
-        metavar="SECONDS",
-        help="idle time between two chunks from the upstream before giving up; not a total "
-        "limit, so long downloads and event streams live on (default 300)",
-    )
-    parser.add_argument(
-        "--log-level",
-        type=str.upper,
-        choices=get_args(LogLevel),
-        help="log level (default INFO)",
-    )
+    flag = argparse.BooleanOptionalAction
+    add = parser.add_argument
+    add("command", nargs="*", help="the command to run and proxy (placeholders below)")
+    add("--version", action="version", version=f"rproxy {__version__}")
+    add("--config", metavar="FILE", help="TOML file with any of these settings")
+
+    g = parser.add_argument_group("what to proxy").add_argument
+    g("--upstream", metavar="URL", help="a running server: http://host:port or unix:/path.sock")
+    g("--destport", type=int, metavar="N", help="the command's port (0, the default: a free one); "
+      "without a command, proxy 127.0.0.1:N")  # fmt: skip
+    g("--unix-socket", action=flag, help="run the command on a Unix socket ({unix_socket})")
+    g("--ready-check-path", metavar="PATH", help="path polled until the command answers (/)")
+    g("--ready-timeout", type=float, metavar="S", help="seconds to wait for readiness (10)")
+    g("--restart", action=flag, help="restart the command when it exits (default: yes)")
+    g("--restart-backoff-max", type=float, metavar="S", help="longest pause between restarts (30)")
+    g("--grace-period", type=float, metavar="S", help="seconds for requests, then the command, "
+      "to finish on shutdown before they are cut off (10)")  # fmt: skip
+    g("--logs", action=flag, help="log the command's output (default: yes)")
+    g("--presentation-path", "--presentation_path", metavar="PATH", help="{presentation_path}")
+    g("--repo", metavar="URL", help="git repository to clone or update before starting")
+    g("--repobranch", metavar="BRANCH", help="branch of --repo (master)")
+    g("--repofolder", metavar="DIR", help="folder for --repo, the command's working dir (.)")
+    g("--conda-env", metavar="NAME", help="run the command in this conda environment")
+
+    g = parser.add_argument_group("listening").add_argument
+    g("--ip", help="address to listen on (0.0.0.0)")
+    g("--port", type=int, help="port to listen on (8080, or JUPYTERHUB_SERVICE_URL's; 0: any)")
+    g("--prefix", help="URL prefix to serve under and strip ($JUPYTERHUB_SERVICE_PREFIX or /)")
+
+    g = parser.add_argument_group("forwarding").add_argument
+    g("--trusted-proxies", metavar="N|ADDRS", help="believe incoming X-Forwarded-* from the "
+      "nearest N proxies or from these addresses/networks (default: from none)")  # fmt: skip
+    g("--host-header", choices=get_args(HostHeader), help="Host sent upstream (preserve)")
+    g("--upstream-connections", type=int, metavar="N", help="connection limit (0: none)")
+    g("--connect-timeout", type=float, metavar="S", help="connect timeout, then 504 (10)")
+    g("--request-timeout", type=float, metavar="S", help="idle seconds between two chunks from "
+      "the upstream before 504 or abort; no total limit on long streams (300)")  # fmt: skip
+    g("--websocket-max-message-size", type=int, metavar="BYTES", help="WebSocket message limit")
+
+    g = parser.add_argument_group("JupyterHub (jhsingle-native-proxy options)").add_argument
+    g("--authtype", choices=get_args(AuthType), help="oauth when run by JupyterHub, else none")
+    g("--last-activity-interval", type=int, metavar="S", help="activity report period (300)")
+    g("--force-alive", "--force-keep-alive", action=flag, help="report activity even when idle")
+    g("--forward-user-info", action=flag, help="send the hub user as X-CDSDASHBOARDS-JH-USER")
+    g("--query-user-info", action=flag, help="send the hub user as CDSDASHBOARDS_JH_USER query")
+    g("--progressive", action=flag, help="accepted for compatibility: rproxy always streams")
+
+    g = parser.add_argument_group("logging").add_argument
+    g("--log-level", type=str.upper, choices=get_args(LogLevel), help="INFO by default")
+    g("--debug", action=flag, help="same as --log-level DEBUG")
+
+    ignored = parser.add_argument_group("ignored jupyterhub-singleuser options").add_argument
+    ignored("--allow-root", action=flag, dest="ignored_allow_root", help=argparse.SUPPRESS)
+    for name in _IGNORED_WITH_VALUE:
+        ignored(f"--{name}", nargs="?", dest=f"ignored_{name}", help=argparse.SUPPRESS)
     return parser
 
 
+def parse_options(argv: Sequence[str]) -> dict[str, Any]:
+    """The given options (None where absent), the command after a bare ``--`` included."""
+    argv = list(argv)
+    head, tail = (
+        (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
+    )
+    options = vars(build_parser().parse_intermixed_args(head))
+    options["command"] = [*options["command"], *tail] or None
+    for name in [k for k in options if k.startswith("ignored_")]:
+        if options.pop(name) is not None:
+            logger.debug("ignoring --%s, a jupyterhub-singleuser option", name[8:])
+    return options
+
+
 def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
-    """Parse ``argv`` into a Config; raises ConfigError for invalid values."""
-    options = build_parser().parse_args(argv)
-    return load_config(vars(options), environ)
+    """Parse ``argv`` (and its --config file) into a Config; raises ConfigError."""
+    options = parse_options(argv)
+    path = options.pop("config")
+    return load_config(options, environ, read_config_file(path) if path else None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -105,8 +159,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        asyncio.run(serve(config))
+        return asyncio.run(serve(config))
+    except ConfigError as exc:
+        logger.error("%s", exc)
+        return 2
     except OSError as exc:
         logger.error("cannot listen on %s:%d: %s", config.ip, config.port, exc)
         return 1
-    return 0

@@ -1,18 +1,16 @@
-"""Every rproxy setting as frozen dataclasses, built from command-line options and the environment.
+"""Every rproxy setting as frozen dataclasses, each validated when it is built.
 
-``load_config`` is the one place where sources meet: a command-line value wins over the environment
-(``JUPYTERHUB_SERVICE_PREFIX``), which wins over the default. Every value is validated here, so a
-broken setting stops start-up with a ConfigError that names it; nothing later re-checks.
-This module does not parse the command line (cli.py) and does not start anything.
+A broken setting stops start-up with a ConfigError that names it; nothing later re-checks.
+Where the values come from (flags, TOML file, environment) is sources.py's business; this module
+parses no command line and starts nothing.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
 from yarl import URL
 
@@ -20,6 +18,7 @@ from rproxy.errors import ConfigError
 from rproxy.urls import normalize_prefix
 
 HostHeader = Literal["preserve", "upstream"]
+AuthType = Literal["oauth", "none"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -91,6 +90,11 @@ class TrustedProxies:
         return any(ip in net for net in self.networks)
 
 
+def _positive(name: str, value: float, *, zero_ok: bool = False) -> None:
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+        raise ConfigError(f"{name} must be a positive number of seconds, not {value!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class Timeouts:
     """Seconds to wait on the upstream; ``read`` is the idle gap between two chunks, no total."""
@@ -99,17 +103,69 @@ class Timeouts:
     read: float = 300.0
 
     def __post_init__(self) -> None:
-        for name in ("connect", "read"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise ConfigError(f"{name} timeout must be a positive number of seconds")
+        _positive("--connect-timeout", self.connect)
+        _positive("--request-timeout", self.read)
+
+
+@dataclass(frozen=True, slots=True)
+class ChildConfig:
+    """The wrapped command and how to supervise it; ``argv`` still holds its placeholders."""
+
+    argv: tuple[str, ...]
+    destport: int = 0
+    unix_socket: bool = False
+    ready_check_path: str = "/"
+    ready_timeout: float = 10.0
+    restart: bool = True
+    restart_backoff_max: float = 30.0
+    logs: bool = True
+    presentation_path: str = ""
+    repo: str = ""
+    repobranch: str = "master"
+    repofolder: str = "."
+    conda_env: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.argv or not self.argv[0]:
+            raise ConfigError("the command to run is empty")
+        if not 0 <= self.destport <= 65535:
+            raise ConfigError(f"--destport {self.destport} is not a TCP port")
+        if self.unix_socket and self.destport:
+            raise ConfigError("give either --unix-socket or --destport for the command, not both")
+        if not self.ready_check_path.startswith("/"):
+            raise ConfigError(f"--ready-check-path {self.ready_check_path!r} must start with /")
+        _positive("--ready-timeout", self.ready_timeout)
+        _positive("--restart-backoff-max", self.restart_backoff_max)
+
+
+@dataclass(frozen=True, slots=True)
+class HubOptions:
+    """jhsingle-native-proxy's JupyterHub settings, accepted now and used by the hub plugin."""
+
+    authtype: AuthType = "none"
+    last_activity_interval: int = 300
+    force_alive: bool = True
+    forward_user_info: bool = False
+    query_user_info: bool = False
+
+    def __post_init__(self) -> None:
+        if self.authtype not in get_args(AuthType):
+            raise ConfigError(f"--authtype {self.authtype!r}: expected oauth or none")
+        if self.authtype == "oauth":
+            raise ConfigError(
+                "--authtype oauth: JupyterHub OAuth is not available in this version of rproxy, "
+                "and rproxy will not serve without the authentication you asked for. "
+                "Pass --authtype none to serve without authentication."
+            )
+        _positive("--last-activity-interval", self.last_activity_interval, zero_ok=True)
 
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    """All settings of one rproxy instance."""
+    """All settings of one rproxy instance: either ``upstream`` or ``child`` is set."""
 
-    upstream: Upstream
+    upstream: Upstream | None = None
+    child: ChildConfig | None = None
     prefix: str = "/"
     ip: str = "0.0.0.0"
     port: int = 8080
@@ -117,55 +173,28 @@ class Config:
     trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
     host_header: HostHeader = "preserve"
     upstream_connections: int = 0
+    websocket_max_message_size: int | None = None
+    grace_period: float = 10.0
+    hub: HubOptions = field(default_factory=HubOptions)
     log_level: LogLevel = "INFO"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "prefix", normalize_prefix(self.prefix))
+        if (self.upstream is None) == (self.child is None):
+            raise ConfigError(
+                "give either an upstream (--upstream URL, or --destport N without a command) "
+                "or a command to run, not both"
+                if self.upstream
+                else "nothing to proxy: give --upstream URL, --destport N or a command to run"
+            )
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port {self.port} is not a TCP port")
         if self.host_header not in get_args(HostHeader):
             raise ConfigError(f"--host-header {self.host_header!r}: expected preserve or upstream")
         if self.log_level not in get_args(LogLevel):
-            raise ConfigError(
-                f"--log-level {self.log_level!r}: expected one of {get_args(LogLevel)}"
-            )
+            raise ConfigError(f"--log-level {self.log_level!r} is not a log level")
         if self.upstream_connections < 0:
             raise ConfigError("--upstream-connections must be 0 (no limit) or more")
-
-
-def load_config(options: Mapping[str, Any], environ: Mapping[str, str]) -> Config:
-    """Build a Config from command-line ``options`` (None = not given) and ``environ``."""
-    upstream_text = options.get("upstream")
-    destport = options.get("destport")
-    if upstream_text and destport is not None:
-        raise ConfigError("give either --upstream or --destport, not both")
-    if destport is not None:
-        if not 0 < destport <= 65535:
-            raise ConfigError(f"--destport {destport} is not a TCP port")
-        upstream_text = f"http://127.0.0.1:{destport}"
-    if not upstream_text:
-        raise ConfigError("no upstream: give --upstream URL or --destport N")
-    prefix = options.get("prefix")
-    if prefix is None:
-        prefix = environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
-    trusted = options.get("trusted_proxies")
-    defaults = Timeouts()
-    return Config(
-        upstream=Upstream.parse(upstream_text),
-        prefix=prefix,
-        ip=_option(options, "ip", "0.0.0.0"),
-        port=_option(options, "port", 8080),
-        timeouts=Timeouts(
-            connect=_option(options, "connect_timeout", defaults.connect),
-            read=_option(options, "read_timeout", defaults.read),
-        ),
-        trusted_proxies=TrustedProxies.parse(trusted) if trusted else TrustedProxies(),
-        host_header=_option(options, "host_header", "preserve"),
-        upstream_connections=_option(options, "upstream_connections", 0),
-        log_level=_option(options, "log_level", "INFO"),
-    )
-
-
-def _option(options: Mapping[str, Any], key: str, default: Any) -> Any:
-    value = options.get(key)
-    return default if value is None else value
+        _positive("--grace-period", self.grace_period)
+        if self.websocket_max_message_size is not None and self.websocket_max_message_size < 1:
+            raise ConfigError("--websocket-max-message-size must be a positive number of bytes")

@@ -7,9 +7,13 @@ from __future__ import annotations
 
 from aiohttp import ClientSession, web
 
-from rproxy.config import Config
+from rproxy.config import Config, Upstream
+from rproxy.launch import Endpoint, Launcher
 from rproxy.urls import UrlMapper
 
 CONFIG = web.AppKey("config", Config)
+UPSTREAM = web.AppKey("upstream", Upstream)
 URLS = web.AppKey("urls", UrlMapper)
 UPSTREAM_CLIENT = web.AppKey("upstream_client", ClientSession)
+ENDPOINT = web.AppKey("endpoint", Endpoint)
+LAUNCHER = web.AppKey("launcher", Launcher)

@@ -10,18 +10,23 @@ This module does not handle WebSocket traffic; upgrade requests get a clear 501 
 from __future__ import annotations
 
 import logging
+import shlex
 
 import aiohttp
 from aiohttp import web
 
+from rproxy import pages
+from rproxy.command import valid_origin_host
 from rproxy.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable, error_response
 from rproxy.forwarding import (
     ClientView,
     client_response_headers,
     upstream_request_headers,
 )
-from rproxy.keys import CONFIG, UPSTREAM_CLIENT, URLS
+from rproxy.keys import CONFIG, LAUNCHER, UPSTREAM, UPSTREAM_CLIENT, URLS
+from rproxy.launch import Launcher
 from rproxy.streams import relay_body, request_body
+from rproxy.supervisor import ChildState
 from rproxy.urls import BadTarget, Forward, NotOurs, Redirect
 
 logger = logging.getLogger(__name__)
@@ -46,6 +51,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
             return _plain(404, "404 Not Found\n\nThis path is not served by this proxy.\n")
         case BadTarget(reason):
             return _plain(400, f"400 Bad Request\n\n{reason}.\n")
+    launcher = request.app.get(LAUNCHER)
+    if launcher is not None and launcher.state is not ChildState.READY:
+        return _not_ready(request, launcher)
     if request.headers.get("Upgrade", "").lower() == "websocket":
         return _plain(501, "501 Not Implemented\n\nWebSocket passthrough is not available yet.\n")
     return await _forward(request, route)
@@ -104,6 +112,21 @@ async def _forward(request: web.Request, route: Forward) -> web.StreamResponse:
     return response
 
 
+def _not_ready(request: web.Request, launcher: Launcher) -> web.Response:
+    if launcher.lazy and launcher.supervisor is None:
+        host = request.headers.get("Host")
+        if not valid_origin_host(host):
+            return _plain(400, "400 Bad Request\n\nThe Host header is not a host name.\n")
+        launcher.begin(request.app[UPSTREAM_CLIENT], request.app[URLS], host)
+    supervisor = launcher.supervisor
+    if launcher.state is ChildState.FAILED:
+        problem = supervisor.problem if supervisor else launcher.failure
+        argv = supervisor.spec.argv if supervisor else launcher.child.argv
+        tail = supervisor.output_tail() if supervisor else []
+        return pages.failed(problem, shlex.join(argv), tail)
+    return pages.starting()
+
+
 def _failed(
     request: web.Request, route: Forward, error: UpstreamError, exc: BaseException
 ) -> web.Response:
@@ -113,7 +136,7 @@ def _failed(
         request.method,
         route.path,
         _describe(exc),
-        request.app[CONFIG].upstream.describe(),
+        request.app[UPSTREAM].describe(),
     )
     return error_response(error)
 

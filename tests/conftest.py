@@ -17,7 +17,7 @@ from support import StartProxy, StartUpstream
 from yarl import URL
 
 from rproxy.app import make_runner
-from rproxy.config import load_config
+from rproxy.sources import load_config
 
 
 @pytest.fixture

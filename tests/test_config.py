@@ -8,7 +8,8 @@ import pytest
 from yarl import URL
 
 from rproxy import cli
-from rproxy.config import Config, TrustedProxies, Upstream, load_config
+from rproxy.config import Config, TrustedProxies, Upstream
+from rproxy.sources import load_config
 from rproxy.errors import ConfigError, PrefixError
 
 ENV_PREFIX = {"JUPYTERHUB_SERVICE_PREFIX": "/user/env/"}
@@ -58,7 +59,7 @@ def test_flags_reach_config() -> None:
         "--ip=127.0.0.1",
         "--port=0",
         "--connect-timeout=2.5",
-        "--read-timeout=60",
+        "--request-timeout=60",
         "--host-header=upstream",
         "--upstream-connections=16",
         "--log-level=debug",
@@ -78,7 +79,7 @@ def test_flags_reach_config() -> None:
         pytest.param(
             ["--upstream", "http://127.0.0.1:1", "--destport", "1"], "not both", id="both"
         ),
-        pytest.param([], "no upstream", id="neither"),
+        pytest.param([], "nothing to proxy", id="neither"),
         pytest.param(["--destport", "0"], "--destport", id="destport-zero"),
         pytest.param(["--destport", "70000"], "--destport", id="destport-too-big"),
         pytest.param(["--destport", "8888", "--port", "70000"], "--port", id="port-too-big"),
@@ -201,7 +202,7 @@ def test_trusted_proxies_invalid(text: str) -> None:
     assert "--trusted-proxies" in str(info.value)
 
 
-@pytest.mark.parametrize("flag", ["--connect-timeout", "--read-timeout"])
+@pytest.mark.parametrize("flag", ["--connect-timeout", "--request-timeout"])
 @pytest.mark.parametrize(
     "value",
     [
@@ -225,7 +226,7 @@ def test_load_config_treats_none_as_not_given() -> None:
         "port": None,
         "ip": None,
         "connect_timeout": None,
-        "read_timeout": None,
+        "request_timeout": None,
         "trusted_proxies": None,
     }
     config = load_config(options, ENV_PREFIX)
@@ -260,4 +261,4 @@ def test_main_reports_missing_upstream(
     monkeypatch.delenv("JUPYTERHUB_SERVICE_PREFIX", raising=False)
     status = cli.main([])
     assert status == 2
-    assert capsys.readouterr().err.startswith("rproxy: error: no upstream")
+    assert capsys.readouterr().err.startswith("rproxy: error: nothing to proxy")

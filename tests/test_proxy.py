@@ -294,7 +294,7 @@ async def test_upstream_silent_gives_504(
 
     app = web.Application()
     app.router.add_get("/hang", hang)
-    proxy = await start_proxy(await start_upstream(app), read_timeout=0.5)
+    proxy = await start_proxy(await start_upstream(app), request_timeout=0.5)
     try:
         async with http.get(proxy / "hang") as resp:
             assert resp.status == 504
@@ -318,7 +318,7 @@ async def test_upstream_going_silent_mid_body_aborts_the_client_response(
 
     app = web.Application()
     app.router.add_get("/stall", stall)
-    proxy = await start_proxy(await start_upstream(app), read_timeout=0.5)
+    proxy = await start_proxy(await start_upstream(app), request_timeout=0.5)
     try:
         async with http.get(proxy / "stall") as resp:
             assert resp.status == 200

@@ -1,0 +1,148 @@
+"""Run the wrapped command behind the proxy: where it listens, its argv, its folder, when it starts.
+
+The child listens on 127.0.0.1 at ``--destport`` (0: a free port chosen here), or with
+``--unix-socket`` on a socket in a private 0700 directory, so other local users cannot reach it
+around the proxy. It starts with rproxy, or on the first request when its command uses
+``{origin_host}`` (the first Host header seen, as in jhsingle-native-proxy). Problems that make a
+start impossible (a placeholder without a value, no conda for ``--conda-env``) are ConfigErrors
+raised before rproxy listens. Process handling itself is supervisor.py's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import socket
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+from yarl import URL
+
+from rproxy import command
+from rproxy.config import ChildConfig, Config, Upstream
+from rproxy.errors import RproxyError
+from rproxy.gitrepo import checkout
+from rproxy.supervisor import ChildSpec, ChildState, Supervisor
+from rproxy.urls import Forward, UrlMapper
+
+logger = logging.getLogger(__name__)
+
+_PROBE_TIMEOUT = aiohttp.ClientTimeout(total=1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where the child listens: a port on 127.0.0.1, or a socket in ``socket_dir``."""
+
+    upstream: Upstream
+    port: int | None = None
+    socket_dir: Path | None = None
+
+
+def allocate_endpoint(child: ChildConfig) -> Endpoint:
+    """Choose the child's port, or create the private directory for its socket."""
+    if child.unix_socket:
+        directory = Path(tempfile.mkdtemp(prefix="rproxy-"))
+        socket_path = str(directory / "app.sock")
+        return Endpoint(Upstream(URL("http://localhost"), socket_path), None, directory)
+    port = child.destport or _free_port()
+    return Endpoint(Upstream(URL(f"http://127.0.0.1:{port}")), port)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+class Launcher:
+    """Starts the wrapped command once and reports its state; ``finished`` says when to exit."""
+
+    def __init__(self, config: Config, endpoint: Endpoint) -> None:
+        if config.child is None:
+            raise ValueError("Launcher needs a config with a command")
+        self.child = child = config.child
+        self.grace_period = config.grace_period
+        self._repofolder = Path(child.repofolder).absolute()
+        self.endpoint = endpoint
+        self.lazy = command.uses(self.child.argv, "origin_host")
+        self.supervisor: Supervisor | None = None
+        self.failure = ""
+        self.finished: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._values = {
+            **command.presentation_values(child.presentation_path),
+            "base_url": config.prefix.rstrip("/"),
+        }
+        if endpoint.port is not None:
+            self._values["port"] = str(endpoint.port)
+        if endpoint.upstream.unix_socket:
+            self._values["unix_socket"] = endpoint.upstream.unix_socket
+        self._argv("localhost")  # a placeholder without a value, or no conda: fail now
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def state(self) -> ChildState:
+        if self.supervisor is not None:
+            return self.supervisor.state
+        return ChildState.FAILED if self.failure else ChildState.STARTING
+
+    def begin(self, client: aiohttp.ClientSession, mapper: UrlMapper, origin_host: str) -> None:
+        """Start the child in the background unless that has been done already."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._launch(client, mapper, origin_host))
+
+    async def close(self) -> None:
+        """Stop the child and remove its socket directory."""
+        if self._task is not None:
+            await asyncio.wait({self._task})
+        if self.supervisor is not None:
+            await self.supervisor.stop()
+        if self.endpoint.socket_dir is not None:
+            shutil.rmtree(self.endpoint.socket_dir, ignore_errors=True)
+
+    def _argv(self, origin_host: str) -> list[str]:
+        argv = command.render(self.child.argv, {**self._values, "origin_host": origin_host})
+        return command.in_conda_env(argv, self.child.conda_env) if self.child.conda_env else argv
+
+    async def _launch(self, client: aiohttp.ClientSession, mapper: UrlMapper, host: str) -> None:
+        cwd = None
+        if self.child.repo:
+            folder = self._repofolder
+            try:
+                await checkout(self.child.repo, self.child.repobranch, folder)
+            except RproxyError as exc:
+                self.failure = str(exc)
+                logger.error("cannot start the command: %s", exc)
+                self.finished.set_result(1)
+                return
+            cwd = str(folder)
+        spec = ChildSpec(
+            argv=tuple(self._argv(host)),
+            cwd=cwd,
+            ready_timeout=self.child.ready_timeout,
+            restart=self.child.restart,
+            backoff_max=self.child.restart_backoff_max,
+            stop_grace=self.grace_period,
+            log_output=self.child.logs,
+        )
+        path, _, query = self.child.ready_check_path.partition("?")
+        ready_url = mapper.upstream_url(Forward(path, query))
+
+        async def probe() -> bool:
+            try:
+                async with client.get(ready_url, timeout=_PROBE_TIMEOUT, allow_redirects=False):
+                    return True
+            except (aiohttp.ClientError, TimeoutError, OSError):
+                return False
+
+        self.supervisor = Supervisor(spec, probe)
+        self.supervisor.finished.add_done_callback(self._pass_on_finish)
+        self.supervisor.start()
+
+    def _pass_on_finish(self, finished: asyncio.Future[int]) -> None:
+        if not self.finished.done():
+            self.finished.set_result(finished.result())

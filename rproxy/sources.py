@@ -1,0 +1,159 @@
+"""Merge the command line, the TOML config file and the environment into one Config.
+
+Precedence, highest first: a flag given on the command line, the ``--config`` file, the
+environment (``JUPYTERHUB_SERVICE_PREFIX``, ``JUPYTERHUB_SERVICE_URL``, ``JUPYTERHUB_API_TOKEN``),
+the defaults of config.py. The file's keys are the long option names with ``_`` for ``-``
+(``ready_timeout = 30``) plus ``command = ["app", "--port", "{port}"]``; an unknown key or a value
+of the wrong type is a ConfigError that names it. This module builds values; config.py checks them.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from yarl import URL
+
+from rproxy.config import ChildConfig, Config, HubOptions, Timeouts, TrustedProxies, Upstream
+from rproxy.errors import ConfigError
+
+_NUMBER = (int, float)
+_FILE_KEYS: dict[str, tuple[type, ...]] = {
+    "upstream": (str,),
+    "destport": (int,),
+    "ip": (str,),
+    "port": (int,),
+    "prefix": (str,),
+    "trusted_proxies": (str, int, list),
+    "host_header": (str,),
+    "upstream_connections": (int,),
+    "connect_timeout": _NUMBER,
+    "request_timeout": _NUMBER,
+    "websocket_max_message_size": (int,),
+    "log_level": (str,),
+    "debug": (bool,),
+    "command": (list,),
+    "unix_socket": (bool,),
+    "ready_check_path": (str,),
+    "ready_timeout": _NUMBER,
+    "restart": (bool,),
+    "restart_backoff_max": _NUMBER,
+    "grace_period": _NUMBER,
+    "logs": (bool,),
+    "presentation_path": (str,),
+    "repo": (str,),
+    "repobranch": (str,),
+    "repofolder": (str,),
+    "conda_env": (str,),
+    "authtype": (str,),
+    "last_activity_interval": (int,),
+    "force_alive": (bool,),
+    "forward_user_info": (bool,),
+    "query_user_info": (bool,),
+    "progressive": (bool,),
+}
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """The checked contents of a TOML config file."""
+    try:
+        with Path(path).open("rb") as file:
+            values = tomllib.load(file)
+    except OSError as exc:
+        raise ConfigError(f"--config {path!r}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"--config {path!r} is not valid TOML: {exc}") from None
+    for key, value in values.items():
+        expected = _FILE_KEYS.get(key)
+        if expected is None:
+            raise ConfigError(f"--config {path!r}: unknown setting {key!r}")
+        if isinstance(value, bool) != (bool in expected) or not isinstance(value, expected):
+            names = " or ".join(t.__name__ for t in expected)
+            raise ConfigError(f"--config {path!r}: {key} must be {names}, not {value!r}")
+        if isinstance(value, list) and not all(isinstance(item, str) for item in value):
+            raise ConfigError(f"--config {path!r}: {key} must be a list of strings")
+    return values
+
+
+def load_config(
+    options: Mapping[str, Any], environ: Mapping[str, str], file: Mapping[str, Any] | None = None
+) -> Config:
+    """Build a Config from command-line ``options`` (None = not given), ``file`` and ``environ``."""
+    given = {**(file or {}), **{k: v for k, v in options.items() if v is not None}}
+
+    def get(key: str, default: Any) -> Any:
+        value = given.get(key)
+        return default if value is None else value
+
+    command = tuple(given.get("command") or ())
+    upstream_text = given.get("upstream")
+    destport = given.get("destport")
+    if not command and destport is not None:
+        if upstream_text:
+            raise ConfigError("give either --upstream or --destport, not both")
+        if not 0 < destport <= 65535:
+            raise ConfigError(
+                f"--destport {destport}: without a command to run, give the port of a running "
+                "server (0, a free port, only makes sense for a command)"
+            )
+        upstream_text = f"http://127.0.0.1:{destport}"
+    timeouts = Timeouts()
+    trusted = given.get("trusted_proxies")
+    if isinstance(trusted, list):
+        trusted = ",".join(trusted)
+    return Config(
+        upstream=Upstream.parse(upstream_text) if upstream_text else None,
+        child=_child(command, get) if command else None,
+        prefix=get("prefix", environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")),
+        ip=get("ip", "0.0.0.0"),
+        port=get("port", _hub_port(environ) or 8080),
+        timeouts=Timeouts(
+            connect=get("connect_timeout", timeouts.connect),
+            read=get("request_timeout", timeouts.read),
+        ),
+        trusted_proxies=TrustedProxies.parse(str(trusted)) if trusted else TrustedProxies(),
+        host_header=get("host_header", "preserve"),
+        upstream_connections=get("upstream_connections", 0),
+        websocket_max_message_size=given.get("websocket_max_message_size"),
+        grace_period=get("grace_period", 10.0),
+        hub=HubOptions(
+            authtype=get("authtype", "oauth" if environ.get("JUPYTERHUB_API_TOKEN") else "none"),
+            last_activity_interval=get("last_activity_interval", 300),
+            force_alive=get("force_alive", True),
+            forward_user_info=get("forward_user_info", False),
+            query_user_info=get("query_user_info", False),
+        ),
+        log_level=get("log_level", "DEBUG" if given.get("debug") else "INFO"),
+    )
+
+
+def _child(command: tuple[str, ...], get: Any) -> ChildConfig:
+    defaults = ChildConfig(argv=command)
+    return ChildConfig(
+        argv=command,
+        destport=get("destport", defaults.destport),
+        unix_socket=get("unix_socket", defaults.unix_socket),
+        ready_check_path=get("ready_check_path", defaults.ready_check_path),
+        ready_timeout=get("ready_timeout", defaults.ready_timeout),
+        restart=get("restart", defaults.restart),
+        restart_backoff_max=get("restart_backoff_max", defaults.restart_backoff_max),
+        logs=get("logs", defaults.logs),
+        presentation_path=get("presentation_path", defaults.presentation_path),
+        repo=get("repo", defaults.repo),
+        repobranch=get("repobranch", defaults.repobranch),
+        repofolder=get("repofolder", defaults.repofolder),
+        conda_env=get("conda_env", defaults.conda_env),
+    )
+
+
+def _hub_port(environ: Mapping[str, str]) -> int | None:
+    """The port of JUPYTERHUB_SERVICE_URL, which JupyterHub 2+ uses to say where to listen."""
+    service_url = environ.get("JUPYTERHUB_SERVICE_URL")
+    if not service_url:
+        return None
+    try:
+        return URL(service_url).port
+    except ValueError:
+        raise ConfigError(f"JUPYTERHUB_SERVICE_URL {service_url!r} is not a URL") from None

@@ -1,0 +1,241 @@
+"""Supervise one child process: start, readiness, output, restart with backoff, stop, signals.
+
+The child runs in its own session (process group) so that stopping it reaches everything it
+started: SIGTERM to the group, SIGKILL after a grace period, and SIGKILL for any leftovers once the
+leader has exited, so no orphan outlives rproxy. Its stdout and stderr are read continuously (the
+child never blocks on a full pipe), logged line by line as info and warning, long lines cut, and the
+last lines kept for error pages.
+
+Why not simpervisor, which the peers use: it restarts a crashing child at once with no backoff,
+signals only the leader rather than its process group, and installs process-wide SIGINT / SIGTERM
+handlers of its own (module-global state) that would take shutdown ordering away from rproxy.
+This module knows nothing about HTTP: readiness is a probe function it is given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shlex
+import signal
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+logger = logging.getLogger(__name__)
+
+ReadyProbe = Callable[[], Awaitable[bool]]
+
+_FIRST_BACKOFF = 0.5
+_FIRST_PROBE_PAUSE = 0.05
+_MAX_PROBE_PAUSE = 1.0
+_MAX_LINE = 4000
+_TAIL_LINES = 40
+_EXIT_CANNOT_RUN = 127
+
+
+class ChildState(StrEnum):
+    STARTING = "starting"
+    READY = "ready"
+    FAILED = "failed"
+    RESTARTING = "restarting"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSpec:
+    """How to run and watch the child; ``argv`` has its placeholders already filled in."""
+
+    argv: tuple[str, ...]
+    cwd: str | None = None
+    env: Mapping[str, str] | None = None
+    ready_timeout: float = 10.0
+    restart: bool = True
+    backoff_max: float = 30.0
+    stop_grace: float = 10.0
+    log_output: bool = True
+
+
+class Supervisor:
+    """Runs ``spec`` until stopped; ``finished`` resolves with an exit status if it gives up."""
+
+    def __init__(self, spec: ChildSpec, probe: ReadyProbe, *, name: str = "app") -> None:
+        self.spec = spec
+        self.name = name
+        self.state = ChildState.STOPPED
+        self.problem = ""
+        self.restarts = 0
+        self.started_at: float | None = None
+        self._probe = probe
+        self._output: deque[str] = deque(maxlen=_TAIL_LINES)
+        self._process: asyncio.subprocess.Process | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.finished: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    @property
+    def pid(self) -> int | None:
+        process = self._process
+        return process.pid if process and process.returncode is None else None
+
+    def output_tail(self) -> list[str]:
+        """The child's last lines of output, oldest first."""
+        return list(self._output)
+
+    def start(self) -> None:
+        """Start supervising in the background; returns at once."""
+        if self._task is None:
+            self.state = ChildState.STARTING
+            self._task = asyncio.create_task(self._run(), name=f"supervise {self.name}")
+
+    async def stop(self) -> None:
+        """Stop the child and everything in its process group; wait until they are gone."""
+        self._stopping = True
+        process = self._process
+        if process and process.returncode is None:
+            logger.info("stopping %s (pid %d)", self.name, process.pid)
+            _signal_group(process.pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), self.spec.stop_grace)
+            except TimeoutError:
+                grace = self.spec.stop_grace
+                logger.warning("%s ignored SIGTERM for %.0f s; sending SIGKILL", self.name, grace)
+                _signal_group(process.pid, signal.SIGKILL)
+                await process.wait()
+        if self._task:
+            self._task.cancel()
+            await asyncio.wait({self._task})
+        if process:
+            _signal_group(process.pid, signal.SIGKILL)
+        self.state = ChildState.STOPPED
+
+    def forward(self, signum: int) -> None:
+        """Send ``signum`` to the child's process group, if it runs."""
+        if self.pid is not None:
+            _signal_group(self.pid, signum)
+
+    async def _run(self) -> None:
+        backoff = _FIRST_BACKOFF
+        while not self._stopping:
+            try:
+                process = await self._spawn()
+            except OSError as exc:
+                self._give_up(f"cannot run {self.spec.argv[0]!r}: {exc.strerror}", _EXIT_CANNOT_RUN)
+                return
+            pumps = [
+                asyncio.create_task(self._pump(process.stdout, logging.INFO)),
+                asyncio.create_task(self._pump(process.stderr, logging.WARNING)),
+            ]
+            readiness = asyncio.create_task(self._watch_readiness(process))
+            code = await process.wait()
+            readiness.cancel()
+            await asyncio.wait(pumps, timeout=1.0)
+            for pump in pumps:
+                pump.cancel()
+            _signal_group(process.pid, signal.SIGKILL)
+            if self._stopping:
+                return
+            if self.state is ChildState.READY:
+                backoff = _FIRST_BACKOFF
+            if not self.spec.restart:
+                self._give_up(f"exited with status {code}", code or 1)
+                return
+            self.restarts += 1
+            self.state = ChildState.RESTARTING
+            self.problem = f"exited with status {code}"
+            logger.warning(
+                "%s exited with status %s; restart %d in %.1f s",
+                self.name,
+                code,
+                self.restarts,
+                backoff,
+            )
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self.spec.backoff_max)
+
+    async def _spawn(self) -> asyncio.subprocess.Process:
+        self.state = ChildState.STARTING if self.restarts == 0 else ChildState.RESTARTING
+        process = await asyncio.create_subprocess_exec(
+            *self.spec.argv,
+            cwd=self.spec.cwd,
+            env=self.spec.env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+        self._process = process
+        self.started_at = time.monotonic()
+        logger.info("started %s (pid %d): %s", self.name, process.pid, shlex.join(self.spec.argv))
+        return process
+
+    async def _watch_readiness(self, process: asyncio.subprocess.Process) -> None:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        pause = _FIRST_PROBE_PAUSE
+        while process.returncode is None:
+            if await self._probe():
+                self.state = ChildState.READY
+                self.problem = ""
+                logger.info("%s is ready after %.2f s", self.name, loop.time() - began)
+                return
+            waited = loop.time() - began
+            if waited > self.spec.ready_timeout and self.state is not ChildState.FAILED:
+                self.state = ChildState.FAILED
+                self.problem = f"not ready after {self.spec.ready_timeout:g} s; still waiting"
+                logger.error("%s is %s; its last output:%s", self.name, self.problem, self._tail())
+            await asyncio.sleep(pause)
+            pause = min(pause * 1.5, _MAX_PROBE_PAUSE)
+
+    async def _pump(self, stream: asyncio.StreamReader | None, level: int) -> None:
+        if stream is None:
+            return
+        pending = b""
+        overlong = False
+        while chunk := await stream.read(65536):
+            lines = (pending + chunk).split(b"\n")
+            pending = lines.pop()
+            for line in lines:
+                if overlong:
+                    overlong = False
+                    continue
+                self._emit(line, level)
+            if len(pending) > _MAX_LINE:
+                if not overlong:
+                    self._emit(pending, level)
+                overlong, pending = True, b""
+        if pending and not overlong:
+            self._emit(pending, level)
+
+    def _emit(self, raw: bytes, level: int) -> None:
+        text = raw.rstrip(b"\r").decode("utf-8", "replace")
+        if len(text) > _MAX_LINE:
+            text = text[:_MAX_LINE] + " [line cut]"
+        self._output.append(text)
+        if self.spec.log_output:
+            logger.log(level, "[%s] %s", self.name, text)
+
+    def _tail(self) -> str:
+        return "".join(f"\n    {line}" for line in self._output) or " (none)"
+
+    def _give_up(self, problem: str, status: int) -> None:
+        self.state = ChildState.FAILED
+        self.problem = problem
+        logger.error(
+            "%s %s; giving up. Command: %s. Its last output:%s",
+            self.name,
+            problem,
+            shlex.join(self.spec.argv),
+            self._tail(),
+        )
+        if not self.finished.done():
+            self.finished.set_result(status)
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
