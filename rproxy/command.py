@@ -29,7 +29,8 @@ PLACEHOLDERS = (
     "presentation_basename",
 )
 _PLACEHOLDER = re.compile(r"\{(" + "|".join(re.escape(p) for p in PLACEHOLDERS) + r")\}")
-_HOST = re.compile(r"[A-Za-z0-9.\-]+(?::\d{1,5})?|\[[0-9A-Fa-f:.]+\](?::\d{1,5})?")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\])(?::(\d{{1,5}}))?")
 
 
 def uses(template: Sequence[str], name: str) -> bool:
@@ -64,7 +65,8 @@ def presentation_values(presentation_path: str) -> dict[str, str]:
 
 def valid_origin_host(host: str | None) -> TypeGuard[str]:
     """Whether a request's Host header is a plain host[:port], safe to hand to the command."""
-    return host is not None and _HOST.fullmatch(host) is not None
+    match = _HOST.fullmatch(host) if host is not None else None
+    return match is not None and (match.group(1) is None or int(match.group(1)) <= 65535)
 
 
 def in_conda_env(argv: Sequence[str], env_name: str) -> list[str]:

@@ -95,6 +95,12 @@ class Launcher:
         if self._task is None:
             self._task = asyncio.create_task(self._launch(client, mapper, origin_host))
 
+    async def launched(self) -> Supervisor | None:
+        """Wait until a begun launch has created the supervisor (None if preparation failed)."""
+        if self._task is not None:
+            await asyncio.wait({self._task})
+        return self.supervisor
+
     async def close(self) -> None:
         """Stop the child and remove its socket directory."""
         if self._task is not None:

@@ -108,7 +108,7 @@ def load_config(
         child=_child(command, get) if command else None,
         prefix=get("prefix", environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")),
         ip=get("ip", "0.0.0.0"),
-        port=get("port", _hub_port(environ) or 8080),
+        port=_port(given, environ),
         timeouts=Timeouts(
             connect=get("connect_timeout", timeouts.connect),
             read=get("request_timeout", timeouts.read),
@@ -125,7 +125,7 @@ def load_config(
             forward_user_info=get("forward_user_info", False),
             query_user_info=get("query_user_info", False),
         ),
-        log_level=get("log_level", "DEBUG" if given.get("debug") else "INFO"),
+        log_level=_log_level(options) or _log_level(file or {}) or "INFO",
     )
 
 
@@ -148,12 +148,23 @@ def _child(command: tuple[str, ...], get: Any) -> ChildConfig:
     )
 
 
-def _hub_port(environ: Mapping[str, str]) -> int | None:
-    """The port of JUPYTERHUB_SERVICE_URL, which JupyterHub 2+ uses to say where to listen."""
+def _log_level(source: Mapping[str, Any]) -> Any:
+    """``log_level`` or ``debug`` from one source; ``--log-level`` beats ``--debug`` within it."""
+    level = source.get("log_level")
+    if isinstance(level, str):
+        return level.upper()
+    return "DEBUG" if source.get("debug") else None
+
+
+def _port(given: Mapping[str, Any], environ: Mapping[str, str]) -> Any:
+    """``--port``, else the port of JUPYTERHUB_SERVICE_URL (JupyterHub 2+), else 8080."""
+    if given.get("port") is not None:
+        return given["port"]
     service_url = environ.get("JUPYTERHUB_SERVICE_URL")
     if not service_url:
-        return None
+        return 8080
     try:
-        return URL(service_url).port
+        port = URL(service_url).explicit_port
     except ValueError:
         raise ConfigError(f"JUPYTERHUB_SERVICE_URL {service_url!r} is not a URL") from None
+    return 8080 if port is None else port

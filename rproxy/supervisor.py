@@ -39,6 +39,8 @@ _EXIT_CANNOT_RUN = 127
 
 
 class ChildState(StrEnum):
+    """STARTING: spawned, not answering yet; RESTARTING: exited, waiting out the backoff."""
+
     STARTING = "starting"
     READY = "ready"
     FAILED = "failed"
@@ -67,6 +69,7 @@ class Supervisor:
         self.spec = spec
         self.name = name
         self.state = ChildState.STOPPED
+        self._changed = asyncio.Event()
         self.problem = ""
         self.restarts = 0
         self.started_at: float | None = None
@@ -89,7 +92,7 @@ class Supervisor:
     def start(self) -> None:
         """Start supervising in the background; returns at once."""
         if self._task is None:
-            self.state = ChildState.STARTING
+            self._set_state(ChildState.STARTING)
             self._task = asyncio.create_task(self._run(), name=f"supervise {self.name}")
 
     async def stop(self) -> None:
@@ -109,9 +112,22 @@ class Supervisor:
         if self._task:
             self._task.cancel()
             await asyncio.wait({self._task})
+        process = self._process  # a start may have raced with the stop
         if process:
             _signal_group(process.pid, signal.SIGKILL)
-        self.state = ChildState.STOPPED
+            await process.wait()
+        self._set_state(ChildState.STOPPED)
+
+    async def wait_for(self, *states: ChildState) -> ChildState:
+        """Wait until the child is in one of ``states``; return that state."""
+        while self.state not in states:
+            await self._changed.wait()
+        return self.state
+
+    def _set_state(self, state: ChildState) -> None:
+        self.state = state
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     def forward(self, signum: int) -> None:
         """Send ``signum`` to the child's process group, if it runs."""
@@ -131,12 +147,13 @@ class Supervisor:
                 asyncio.create_task(self._pump(process.stderr, logging.WARNING)),
             ]
             readiness = asyncio.create_task(self._watch_readiness(process))
-            code = await process.wait()
-            readiness.cancel()
-            await asyncio.wait(pumps, timeout=1.0)
-            for pump in pumps:
-                pump.cancel()
-            _signal_group(process.pid, signal.SIGKILL)
+            try:
+                code = await process.wait()
+                await asyncio.wait(pumps, timeout=1.0)
+            finally:
+                for task in (readiness, *pumps):
+                    task.cancel()
+                _signal_group(process.pid, signal.SIGKILL)
             if self._stopping:
                 return
             if self.state is ChildState.READY:
@@ -145,7 +162,7 @@ class Supervisor:
                 self._give_up(f"exited with status {code}", code or 1)
                 return
             self.restarts += 1
-            self.state = ChildState.RESTARTING
+            self._set_state(ChildState.RESTARTING)
             self.problem = f"exited with status {code}"
             logger.warning(
                 "%s exited with status %s; restart %d in %.1f s",
@@ -158,7 +175,7 @@ class Supervisor:
             backoff = min(backoff * 2, self.spec.backoff_max)
 
     async def _spawn(self) -> asyncio.subprocess.Process:
-        self.state = ChildState.STARTING if self.restarts == 0 else ChildState.RESTARTING
+        self._set_state(ChildState.STARTING)
         process = await asyncio.create_subprocess_exec(
             *self.spec.argv,
             cwd=self.spec.cwd,
@@ -179,13 +196,13 @@ class Supervisor:
         pause = _FIRST_PROBE_PAUSE
         while process.returncode is None:
             if await self._probe():
-                self.state = ChildState.READY
+                self._set_state(ChildState.READY)
                 self.problem = ""
                 logger.info("%s is ready after %.2f s", self.name, loop.time() - began)
                 return
             waited = loop.time() - began
             if waited > self.spec.ready_timeout and self.state is not ChildState.FAILED:
-                self.state = ChildState.FAILED
+                self._set_state(ChildState.FAILED)
                 self.problem = f"not ready after {self.spec.ready_timeout:g} s; still waiting"
                 logger.error("%s is %s; its last output:%s", self.name, self.problem, self._tail())
             await asyncio.sleep(pause)
@@ -223,7 +240,7 @@ class Supervisor:
         return "".join(f"\n    {line}" for line in self._output) or " (none)"
 
     def _give_up(self, problem: str, status: int) -> None:
-        self.state = ChildState.FAILED
+        self._set_state(ChildState.FAILED)
         self.problem = problem
         logger.error(
             "%s %s; giving up. Command: %s. Its last output:%s",

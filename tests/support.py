@@ -1,12 +1,21 @@
-"""Helpers shared by the tests that need bytes on the wire exactly as written."""
+"""Helpers shared by tests: raw HTTP exchanges, and rproxy wrapping a real child process."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
 
 from aiohttp import web
 from yarl import URL
+
+from rproxy.app import make_runner
+from rproxy.cli import parse_config
+from rproxy.keys import LAUNCHER
+from rproxy.launch import Launcher
+from rproxy.supervisor import ChildState, Supervisor
 
 StartUpstream = Callable[[web.Application], Awaitable[URL]]
 StartProxy = Callable[..., Awaitable[URL]]
@@ -30,3 +39,42 @@ async def raw_exchange(url: URL, request: bytes) -> bytes:
 def status_of(raw: bytes) -> int:
     """The status code of a raw HTTP/1.1 response."""
     return int(raw.split(b" ", 2)[1])
+
+
+CHILD = [sys.executable, str(Path(__file__).parent / "apps" / "child_app.py")]
+
+
+@asynccontextmanager
+async def running(
+    *argv: str, env: dict[str, str] | None = None
+) -> AsyncIterator[tuple[URL, Launcher]]:
+    """rproxy in this process, wrapping a command, on a free port; yields its URL and launcher."""
+    config = parse_config(["--ip", "127.0.0.1", "--port", "0", *argv], env or {})
+    runner = make_runner(config)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        host, port = runner.addresses[0][:2]
+        yield URL.build(scheme="http", host=host, port=port), runner.app[LAUNCHER]
+    finally:
+        await runner.cleanup()
+
+
+async def supervisor_of(launcher: Launcher) -> Supervisor:
+    supervisor = await launcher.launched()
+    assert supervisor is not None
+    return supervisor
+
+
+async def ready(launcher: Launcher) -> Supervisor:
+    supervisor = await supervisor_of(launcher)
+    await asyncio.wait_for(supervisor.wait_for(ChildState.READY), timeout=20)
+    return supervisor
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

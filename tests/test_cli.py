@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 import aiohttp
+import pytest
 from aiohttp import web
-from support import StartUpstream
+from support import CHILD, StartUpstream, alive
 from yarl import URL
 
 _LISTENING = re.compile(rb"rproxy listening on (http://127\.0\.0\.1:\d+)(\S*) -> (\S+)")
@@ -112,3 +113,61 @@ async def test_command_refuses_a_bad_prefix_with_a_clear_error() -> None:
     assert process.returncode == 2
     assert b"rproxy: error: URL prefix" in err
     assert b"is not allowed" in err
+
+
+async def _lines_until(stream: asyncio.StreamReader, marker: bytes) -> list[bytes]:
+    lines: list[bytes] = []
+    async with asyncio.timeout(20):
+        while marker not in (line := await stream.readline()):
+            assert line, f"the process ended before printing {marker!r}: {lines!r}"
+            lines.append(line)
+    return [*lines, line]
+
+
+async def test_sigterm_stops_rproxy_and_leaves_no_process_behind() -> None:
+    command = ["--", *CHILD, "--port", "{port}", "--grandchild"]
+    async with _rproxy(*command) as (_, _, process):
+        assert process.stderr is not None
+        lines = await _lines_until(process.stderr, b"is ready")
+        child = int(re.search(rb"started app \(pid (\d+)\)", b"".join(lines)).group(1))  # type: ignore[union-attr]
+        grandchild = int(re.search(rb"grandchild (\d+)", b"".join(lines)).group(1))  # type: ignore[union-attr]
+        assert alive(child)
+        assert alive(grandchild)
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), timeout=20) == 0
+    assert not alive(child)
+    assert not alive(grandchild)
+
+
+async def test_sighup_is_forwarded_to_the_command() -> None:
+    async with _rproxy("--", *CHILD, "--port", "{port}") as (_, _, process):
+        assert process.stderr is not None
+        await _lines_until(process.stderr, b"is ready")
+        process.send_signal(signal.SIGHUP)
+        await _lines_until(process.stderr, b"got SIGHUP")
+
+
+@pytest.mark.parametrize(
+    ("command", "status", "message"),
+    [
+        pytest.param([*CHILD, "--exit", "3"], 3, b"exited with status 3; giving up", id="exit-3"),
+        pytest.param(["no-such-command-rproxy"], 127, b"cannot run", id="not-found"),
+    ],
+)
+async def test_without_restart_the_exit_status_says_what_happened(
+    command: list[str], status: int, message: bytes
+) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "rproxy",
+        "--port",
+        "0",
+        "--no-restart",
+        "--",
+        *command,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(process.communicate(), timeout=20)
+    assert process.returncode == status
+    assert message in err

@@ -9,8 +9,8 @@ from yarl import URL
 
 from rproxy import cli
 from rproxy.config import Config, TrustedProxies, Upstream
-from rproxy.sources import load_config
 from rproxy.errors import ConfigError, PrefixError
+from rproxy.sources import load_config
 
 ENV_PREFIX = {"JUPYTERHUB_SERVICE_PREFIX": "/user/env/"}
 
