@@ -68,7 +68,7 @@ async def supervisor_of(launcher: Launcher) -> Supervisor:
 
 async def ready(launcher: Launcher) -> Supervisor:
     supervisor = await supervisor_of(launcher)
-    await asyncio.wait_for(supervisor.wait_for(ChildState.READY), timeout=20)
+    await asyncio.wait_for(supervisor.wait_for(ChildState.READY), timeout=60)
     return supervisor
 
 
