@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import signal
 from collections.abc import AsyncIterator
 from functools import partial
@@ -73,21 +74,25 @@ async def _upstream(
     app: web.Application, *, client: aiohttp.ClientSession | None
 ) -> AsyncIterator[None]:
     config = app[CONFIG]
-    if config.child is not None:
-        app[ENDPOINT] = allocate_endpoint(config.child)
-        upstream = app[ENDPOINT].upstream
-    else:
-        assert config.upstream is not None
-        upstream = config.upstream
+    endpoint = allocate_endpoint(config.child) if config.child is not None else None
+    if endpoint is not None:
+        app[ENDPOINT] = endpoint
+    upstream = endpoint.upstream if endpoint is not None else config.upstream
+    if upstream is None:
+        raise ValueError("a Config has either an upstream or a command")
     app[UPSTREAM] = upstream
     app[URLS] = UrlMapper(config.prefix, upstream.url)
-    if client is not None:
-        app[UPSTREAM_CLIENT] = client
-        yield
-        return
-    async with new_upstream_client(upstream, config) as own_client:
-        app[UPSTREAM_CLIENT] = own_client
-        yield
+    try:
+        if client is not None:
+            app[UPSTREAM_CLIENT] = client
+            yield
+        else:
+            async with new_upstream_client(upstream, config) as own_client:
+                app[UPSTREAM_CLIENT] = own_client
+                yield
+    finally:
+        if endpoint is not None and endpoint.socket_dir is not None:
+            shutil.rmtree(endpoint.socket_dir, ignore_errors=True)
 
 
 async def _child(app: web.Application) -> AsyncIterator[None]:
@@ -119,15 +124,15 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> int:
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     runner = make_runner(config)
-    await runner.setup()
-    app = runner.app
-    launcher = app.get(LAUNCHER)
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    if launcher is not None:
-        for signum in _FORWARDED_SIGNALS:
-            loop.add_signal_handler(signum, _forward, launcher, signum)
     try:
+        await runner.setup()
+        app = runner.app
+        launcher = app.get(LAUNCHER)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        if launcher is not None:
+            for signum in _FORWARDED_SIGNALS:
+                loop.add_signal_handler(signum, _forward, launcher, signum)
         await web.TCPSite(runner, config.ip, config.port, reuse_address=True).start()
         for address in runner.addresses:
             host, port = address[0], address[1]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import socket
 import tempfile
 from dataclasses import dataclass
@@ -102,13 +101,11 @@ class Launcher:
         return self.supervisor
 
     async def close(self) -> None:
-        """Stop the child and remove its socket directory."""
+        """Stop the child, if it was started."""
         if self._task is not None:
             await asyncio.wait({self._task})
         if self.supervisor is not None:
             await self.supervisor.stop()
-        if self.endpoint.socket_dir is not None:
-            shutil.rmtree(self.endpoint.socket_dir, ignore_errors=True)
 
     def _argv(self, origin_host: str) -> list[str]:
         argv = command.render(self.child.argv, {**self._values, "origin_host": origin_host})
