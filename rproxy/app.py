@@ -17,10 +17,19 @@ from functools import partial
 from typing import Any
 
 import aiohttp
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 
+from rproxy.auth import Authenticator, auth_middleware
 from rproxy.config import Config, Upstream
-from rproxy.keys import CONFIG, ENDPOINT, LAUNCHER, UPSTREAM, UPSTREAM_CLIENT, URLS
+from rproxy.keys import (
+    CONFIG,
+    ENDPOINT,
+    LAUNCHER,
+    OPEN_WEBSOCKETS,
+    UPSTREAM,
+    UPSTREAM_CLIENT,
+    URLS,
+)
 from rproxy.launch import Launcher, allocate_endpoint
 from rproxy.proxy import handle
 from rproxy.urls import UrlMapper
@@ -32,13 +41,21 @@ _NO_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 _FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 
 
-def make_app(config: Config, *, client: aiohttp.ClientSession | None = None) -> web.Application:
+def make_app(
+    config: Config,
+    *,
+    client: aiohttp.ClientSession | None = None,
+    authenticator: Authenticator | None = None,
+) -> web.Application:
     """An application that proxies everything under ``config.prefix`` to its upstream.
 
     The upstream (and, with a command, the child's port or socket) is settled at start-up.
+    ``authenticator``, when given, decides on every request before anything is forwarded.
     """
-    app = web.Application()
+    app = web.Application(middlewares=[auth_middleware(authenticator)] if authenticator else [])
     app[CONFIG] = config
+    app[OPEN_WEBSOCKETS] = set()
+    app.on_shutdown.append(_close_websockets)
     app.cleanup_ctx.append(partial(_upstream, client=client))
     if config.child is not None:
         app.cleanup_ctx.append(_child)
@@ -106,10 +123,18 @@ async def _child(app: web.Application) -> AsyncIterator[None]:
         await launcher.close()
 
 
-def make_runner(config: Config) -> web.AppRunner:
+async def _close_websockets(app: web.Application) -> None:
+    sockets = [*app[OPEN_WEBSOCKETS]]
+    if sockets:
+        logger.info("closing %d WebSocket(s): going away", len(sockets))
+    going_away = WSCloseCode.GOING_AWAY
+    await asyncio.gather(*(ws.close(code=going_away, message=b"shutting down") for ws in sockets))
+
+
+def make_runner(config: Config, *, authenticator: Authenticator | None = None) -> web.AppRunner:
     """The runner for ``make_app(config)``: handlers are cancelled when their client goes away."""
     return web.AppRunner(
-        make_app(config),
+        make_app(config, authenticator=authenticator),
         handler_cancellation=True,
         access_log=None,
         shutdown_timeout=config.grace_period,

@@ -105,7 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
     g("--connect-timeout", type=float, metavar="S", help="connect timeout, then 504 (10)")
     g("--request-timeout", type=float, metavar="S", help="idle seconds between two chunks from "
       "the upstream before 504 or abort; no total limit on long streams (300)")  # fmt: skip
-    g("--websocket-max-message-size", type=int, metavar="BYTES", help="WebSocket message limit")
+    g(
+        "--websocket-max-message-size",
+        type=int,
+        metavar="BYTES",
+        help="largest WebSocket message either way; bigger ones close with 1009 (64 MiB; 0: none)",
+    )
+    g(
+        "--websocket-heartbeat",
+        type=float,
+        metavar="S",
+        help="ping WebSocket clients this often and drop those that do not answer (off)",
+    )
 
     g = parser.add_argument_group("JupyterHub (jhsingle-native-proxy options)").add_argument
     g("--authtype", choices=get_args(AuthType), help="oauth when run by JupyterHub, else none")

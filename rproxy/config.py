@@ -173,7 +173,8 @@ class Config:
     trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
     host_header: HostHeader = "preserve"
     upstream_connections: int = 0
-    websocket_max_message_size: int | None = None
+    websocket_max_message_size: int = 64 * 1024 * 1024
+    websocket_heartbeat: float | None = None
     grace_period: float = 10.0
     hub: HubOptions = field(default_factory=HubOptions)
     log_level: LogLevel = "INFO"
@@ -196,5 +197,7 @@ class Config:
         if self.upstream_connections < 0:
             raise ConfigError("--upstream-connections must be 0 (no limit) or more")
         _positive("--grace-period", self.grace_period)
-        if self.websocket_max_message_size is not None and self.websocket_max_message_size < 1:
-            raise ConfigError("--websocket-max-message-size must be a positive number of bytes")
+        if self.websocket_max_message_size < 0:
+            raise ConfigError("--websocket-max-message-size must be 0 (no limit) or more bytes")
+        if self.websocket_heartbeat is not None:
+            _positive("--websocket-heartbeat", self.websocket_heartbeat)

@@ -5,6 +5,8 @@ State lives on the application, never in module globals; this module only names 
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import ClientSession, web
 
 from rproxy.config import Config, Upstream
@@ -17,3 +19,4 @@ URLS = web.AppKey("urls", UrlMapper)
 UPSTREAM_CLIENT = web.AppKey("upstream_client", ClientSession)
 ENDPOINT = web.AppKey("endpoint", Endpoint)
 LAUNCHER = web.AppKey("launcher", Launcher)
+OPEN_WEBSOCKETS: web.AppKey[set[web.WebSocketResponse[Any]]] = web.AppKey("open_websockets")

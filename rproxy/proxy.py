@@ -4,7 +4,7 @@ It arranges the work and keeps none of the policy: ``urls`` decides where a targ
 ``forwarding`` decides which headers cross, ``streams`` moves the bytes, ``errors`` words failures.
 A failure before the response starts becomes a 502 or 504 page; a failure after it started closes
 the client connection, so a truncated body is never passed off as complete.
-This module does not handle WebSocket traffic; upgrade requests get a clear 501 until it exists.
+WebSocket upgrades are routed the same way, then handed to websocket.py.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import shlex
 
 import aiohttp
 from aiohttp import web
+from multidict import CIMultiDict
 
 from rproxy import pages
 from rproxy.command import valid_origin_host
@@ -23,11 +24,12 @@ from rproxy.forwarding import (
     client_response_headers,
     upstream_request_headers,
 )
-from rproxy.keys import CONFIG, LAUNCHER, UPSTREAM, UPSTREAM_CLIENT, URLS
+from rproxy.keys import CONFIG, LAUNCHER, OPEN_WEBSOCKETS, UPSTREAM, UPSTREAM_CLIENT, URLS
 from rproxy.launch import Launcher
 from rproxy.streams import relay_body, request_body
 from rproxy.supervisor import ChildState
 from rproxy.urls import BadTarget, Forward, NotOurs, Redirect
+from rproxy.websocket import is_upgrade, proxy_websocket
 
 logger = logging.getLogger(__name__)
 
@@ -54,15 +56,24 @@ async def handle(request: web.Request) -> web.StreamResponse:
     launcher = request.app.get(LAUNCHER)
     if launcher is not None and launcher.state is not ChildState.READY:
         return _not_ready(request, launcher)
-    if request.headers.get("Upgrade", "").lower() == "websocket":
-        return _plain(501, "501 Not Implemented\n\nWebSocket passthrough is not available yet.\n")
+    if is_upgrade(request):
+        config = request.app[CONFIG]
+        return await proxy_websocket(
+            request,
+            request.app[UPSTREAM_CLIENT],
+            request.app[URLS].upstream_url(route),
+            _upstream_headers(request),
+            max_message_size=config.websocket_max_message_size,
+            heartbeat=config.websocket_heartbeat,
+            open_sockets=request.app[OPEN_WEBSOCKETS],
+        )
     return await _forward(request, route)
 
 
-async def _forward(request: web.Request, route: Forward) -> web.StreamResponse:
+def _upstream_headers(request: web.Request) -> CIMultiDict[str]:
     config = request.app[CONFIG]
     mapper = request.app[URLS]
-    headers = upstream_request_headers(
+    return upstream_request_headers(
         request.headers,
         ClientView(request.remote or "unknown", request.scheme, request.headers.get("Host")),
         public_prefix=mapper.public_prefix,
@@ -70,6 +81,11 @@ async def _forward(request: web.Request, route: Forward) -> web.StreamResponse:
         host_header=config.host_header,
         upstream_host=mapper.upstream.raw_authority,
     )
+
+
+async def _forward(request: web.Request, route: Forward) -> web.StreamResponse:
+    mapper = request.app[URLS]
+    headers = _upstream_headers(request)
     body = request_body(request) if request.body_exists else None
     try:
         upstream = await request.app[UPSTREAM_CLIENT].request(

@@ -32,6 +32,7 @@ _FILE_KEYS: dict[str, tuple[type, ...]] = {
     "connect_timeout": _NUMBER,
     "request_timeout": _NUMBER,
     "websocket_max_message_size": (int,),
+    "websocket_heartbeat": _NUMBER,
     "log_level": (str,),
     "debug": (bool,),
     "command": (list,),
@@ -116,7 +117,8 @@ def load_config(
         trusted_proxies=TrustedProxies.parse(str(trusted)) if trusted else TrustedProxies(),
         host_header=get("host_header", "preserve"),
         upstream_connections=get("upstream_connections", 0),
-        websocket_max_message_size=given.get("websocket_max_message_size"),
+        websocket_max_message_size=get("websocket_max_message_size", 64 * 1024 * 1024),
+        websocket_heartbeat=given.get("websocket_heartbeat"),
         grace_period=get("grace_period", 10.0),
         hub=HubOptions(
             authtype=get("authtype", "oauth" if environ.get("JUPYTERHUB_API_TOKEN") else "none"),

@@ -231,7 +231,7 @@ def test_jhsingle_options_defaults() -> None:
     assert config.hub.query_user_info is False
     assert child.ready_check_path == "/"
     assert child.ready_timeout == 10
-    assert config.websocket_max_message_size is None
+    assert config.websocket_max_message_size == 64 * 1024 * 1024
     assert child.logs is True
     assert child.repobranch == "master"
 
