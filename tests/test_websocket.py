@@ -399,3 +399,17 @@ async def _read_server_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     if length == 126:
         (length,) = struct.unpack("!H", await reader.readexactly(2))
     return first & 0x0F, await reader.readexactly(length)
+
+
+@pytest.mark.parametrize("offered", [True, False], ids=["deflate-offered", "not-offered"])
+async def test_permessage_deflate_is_negotiated_per_side(
+    offered: bool, proxied: tuple[Upstream, URL]
+) -> None:
+    server, url = proxied
+    extension = "Sec-WebSocket-Extensions: permessage-deflate\r\n" if offered else ""
+    head, _, writer = await _raw_handshake(url / "echo", extension)
+    writer.close()
+    assert ("permessage-deflate" in head) is offered
+    assert ("permessage-deflate" in server.handshakes[0].get("Sec-WebSocket-Extensions", "")) is (
+        offered
+    )
