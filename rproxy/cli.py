@@ -13,7 +13,7 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, get_args
 
 from rproxy import __version__
@@ -158,6 +158,16 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
     return load_config(options, environ, read_config_file(path) if path else None)
 
 
+def _fast_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when it is installed (it is, on Linux), else asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:
+        logger.info("uvloop is not installed; using asyncio's event loop")
+        return None
+    return uvloop.new_event_loop
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rproxy`` console script; returns the exit status."""
     try:
@@ -170,7 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        return asyncio.run(serve(config))
+        with asyncio.Runner(loop_factory=_fast_loop_factory()) as runner:
+            return runner.run(serve(config))
     except ConfigError as exc:
         logger.error("%s", exc)
         return 2

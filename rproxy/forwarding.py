@@ -46,6 +46,8 @@ _REQUEST_ONLY_DROPPED = frozenset(
     }
 )
 
+_REQUEST_DROPPED = _HOP_BY_HOP | _REQUEST_ONLY_DROPPED
+
 Headers = CIMultiDictProxy[str] | CIMultiDict[str]
 
 
@@ -58,15 +60,15 @@ class ClientView:
     host: str | None
 
 
-def hop_by_hop(headers: Headers) -> frozenset[str]:
-    """The lower-case names to drop from ``headers``: the fixed set plus those Connection lists."""
+def hop_by_hop(headers: Headers, base: frozenset[str] = _HOP_BY_HOP) -> frozenset[str]:
+    """The lower-case names to drop from ``headers``: ``base`` plus those Connection lists."""
     listed = {
         name.strip().lower()
         for value in headers.getall("Connection", ())
         for name in value.split(",")
         if name.strip()
     }
-    return _HOP_BY_HOP | listed if listed else _HOP_BY_HOP
+    return base if listed <= base else base | listed
 
 
 def _values(headers: Headers, name: str) -> list[str]:
@@ -100,7 +102,7 @@ def upstream_request_headers(
     upstream_host: str,
 ) -> CIMultiDict[str]:
     """The headers to send upstream for a request that arrived with ``incoming``."""
-    drop = hop_by_hop(incoming) | _REQUEST_ONLY_DROPPED
+    drop = hop_by_hop(incoming, _REQUEST_DROPPED)
     out = CIMultiDict[str]((k, v) for k, v in incoming.items() if k.lower() not in drop)
     forwarded_for = _values(incoming, "X-Forwarded-For")
     hops = _trusted_hops(forwarded_for, client.peer, trusted)

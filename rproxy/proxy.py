@@ -26,7 +26,7 @@ from rproxy.forwarding import (
 )
 from rproxy.keys import CONFIG, LAUNCHER, OPEN_WEBSOCKETS, UPSTREAM, UPSTREAM_CLIENT, URLS
 from rproxy.launch import Launcher
-from rproxy.streams import relay_body, request_body
+from rproxy.streams import RelayedResponse, relay_body, request_body
 from rproxy.supervisor import ChildState
 from rproxy.urls import BadTarget, Forward, NotOurs, Redirect
 from rproxy.websocket import is_upgrade, proxy_websocket
@@ -99,7 +99,7 @@ async def _forward(request: web.Request, route: Forward) -> web.StreamResponse:
         return _failed(request, route, UpstreamTimeout(), exc)
     except (aiohttp.ClientError, OSError) as exc:
         return _failed(request, route, UpstreamUnavailable(), exc)
-    response = web.StreamResponse(
+    response = RelayedResponse(
         status=upstream.status,
         reason=upstream.reason,
         headers=client_response_headers(upstream.headers),
@@ -108,7 +108,6 @@ async def _forward(request: web.Request, route: Forward) -> web.StreamResponse:
     try:
         await response.prepare(request)
         await relay_body(upstream.content, response)
-        await response.write_eof()
         complete = True
     except ConnectionResetError:
         logger.debug("client went away during %s %s", request.method, route.path)

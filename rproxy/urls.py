@@ -91,6 +91,10 @@ def _segment_problem(segment: str) -> str | None:
     return None
 
 
+def _has_dot_segment(path: str) -> bool:
+    return any(unquote(segment) in (".", "..") for segment in path.split("/"))
+
+
 class UrlMapper:
     """Maps request targets under ``prefix`` to upstream URLs on ``upstream`` (an origin URL)."""
 
@@ -102,21 +106,20 @@ class UrlMapper:
 
     def route(self, target: str) -> Route:
         """Decide what to do with a raw request target (path, query and maybe a fragment)."""
-        target = target.partition("#")[0]
+        if "#" in target:
+            target = target.partition("#")[0]
         path, _, query = target.partition("?")
         if not path.startswith("/"):
             return BadTarget("the request target must be a path")
-        segments = path.split("/")[1:]
-        if any(unquote(s) in (".", "..") for s in segments):
+        if ("." in path or "%" in path) and _has_dot_segment(path):
             return BadTarget("the request path contains a dot segment")
+        if path.startswith(self.prefix):  # the common case, decided without splitting
+            return Forward(path[len(self.prefix) - 1 :], query)
+        segments = path.split("/")[1:]
         n = len(self._segments)
-        if n == 0:
-            return Forward(path, query)
         head, rest = segments[:n], segments[n:]
         if head == self._segments:
-            if not rest:
-                return self._redirect("", query)
-            return Forward("/" + "/".join(rest), query)
+            return self._redirect("/".join(rest), query)
         if len(head) == n and [unquote(s) for s in head] == self._decoded:
             return self._redirect("/".join(rest), query)
         return NotOurs()

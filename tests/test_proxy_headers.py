@@ -151,3 +151,23 @@ async def test_response_hop_by_hop_dropped_and_every_set_cookie_kept(
     assert headers["X-App"] == "kept"
     for dropped in ("X-Secret-Hop", "Keep-Alive", "Proxy-Authenticate", "Trailer", "Upgrade"):
         assert dropped not in headers, dropped
+
+
+async def test_no_content_type_is_invented(start_proxy: StartProxy) -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        proxy = await start_proxy(f"http://127.0.0.1:{port}")
+        raw = await raw_exchange(proxy, b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+    finally:
+        server.close()
+        await server.wait_closed()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert body == b"hello"
+    assert b"content-type" not in head.lower()
