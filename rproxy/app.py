@@ -32,7 +32,9 @@ from rproxy.keys import (
 )
 from rproxy.launch import Launcher, allocate_endpoint
 from rproxy.proxy import handle
+from rproxy.supervisor import ChildState
 from rproxy.urls import UrlMapper
+from rproxy.workers import WorkerPool
 
 logger = logging.getLogger(__name__)
 
@@ -141,14 +143,19 @@ def make_runner(config: Config, *, authenticator: Authenticator | None = None) -
     )
 
 
-async def serve(config: Config, *, stop: asyncio.Event | None = None) -> int:
+async def serve(
+    config: Config, *, stop: asyncio.Event | None = None, reuse_port: bool = False
+) -> int:
     """Serve ``config`` until ``stop`` is set, SIGINT / SIGTERM arrives, or the command gives up.
 
     Returns the exit status: 0 after a requested stop, the command's when it could not be kept up.
+    With ``config.workers`` above 1, more processes join on the same port once the app is ready.
     """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     runner = make_runner(config)
+    pool: WorkerPool | None = None
+    spawning: asyncio.Future[None] | None = None
     try:
         await runner.setup()
         app = runner.app
@@ -158,7 +165,11 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> int:
         if launcher is not None:
             for signum in _FORWARDED_SIGNALS:
                 loop.add_signal_handler(signum, _forward, launcher, signum)
-        await web.TCPSite(runner, config.ip, config.port, reuse_address=True).start()
+        reuse_port = reuse_port or config.workers > 1
+        site = web.TCPSite(
+            runner, config.ip, config.port, reuse_address=True, reuse_port=reuse_port
+        )
+        await site.start()
         for address in runner.addresses:
             host, port = address[0], address[1]
             logger.info(
@@ -168,6 +179,9 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> int:
                 config.prefix,
                 app[UPSTREAM].describe(),
             )
+        if config.workers > 1:
+            pool = WorkerPool(config, app[UPSTREAM], runner.addresses[0][1])
+            spawning = asyncio.ensure_future(_start_workers(pool, config.workers - 1, launcher))
         waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
         if launcher is not None:
             waiters.append(launcher.finished)
@@ -178,9 +192,23 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> int:
         logger.info("shutting down")
         return 0
     finally:
+        if spawning is not None:
+            spawning.cancel()
+            await asyncio.wait({spawning})
+        if pool is not None:
+            await pool.stop(config.grace_period)
         await runner.cleanup()
         for signum in (signal.SIGINT, signal.SIGTERM, *_FORWARDED_SIGNALS):
             loop.remove_signal_handler(signum)
+
+
+async def _start_workers(pool: WorkerPool, count: int, launcher: Launcher | None) -> None:
+    if launcher is not None:
+        supervisor = await launcher.launched()
+        if supervisor is None:
+            return
+        await supervisor.wait_for(ChildState.READY)
+    pool.start(count)
 
 
 def _forward(launcher: Launcher, signum: int) -> None:

@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     g("--ip", help="address to listen on (0.0.0.0)")
     g("--port", type=int, help="port to listen on (8080, or JUPYTERHUB_SERVICE_URL's; 0: any)")
     g("--prefix", help="URL prefix to serve under and strip ($JUPYTERHUB_SERVICE_PREFIX or /)")
+    g("--workers", type=int, metavar="N", help="processes serving the port, to use N cores (1)")
 
     g = parser.add_argument_group("forwarding").add_argument
     g("--trusted-proxies", metavar="N|ADDRS", help="believe incoming X-Forwarded-* from the "
@@ -175,13 +176,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         sys.stderr.write(f"rproxy: error: {exc}\n")
         return 2
+    return run(config)
+
+
+def run(config: Config, *, reuse_port: bool = False) -> int:
+    """Configure logging and serve ``config`` on the fastest event loop; returns the exit status."""
     logging.basicConfig(
         level=config.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
         with asyncio.Runner(loop_factory=_fast_loop_factory()) as runner:
-            return runner.run(serve(config))
+            return runner.run(serve(config, reuse_port=reuse_port))
     except ConfigError as exc:
         logger.error("%s", exc)
         return 2

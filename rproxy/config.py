@@ -176,6 +176,7 @@ class Config:
     websocket_max_message_size: int = 64 * 1024 * 1024
     websocket_heartbeat: float | None = None
     grace_period: float = 10.0
+    workers: int = 1
     hub: HubOptions = field(default_factory=HubOptions)
     log_level: LogLevel = "INFO"
 
@@ -197,6 +198,8 @@ class Config:
         if self.upstream_connections < 0:
             raise ConfigError("--upstream-connections must be 0 (no limit) or more")
         _positive("--grace-period", self.grace_period)
+        if self.workers < 1:
+            raise ConfigError("--workers must be 1 or more")
         if self.websocket_max_message_size < 0:
             raise ConfigError("--websocket-max-message-size must be 0 (no limit) or more bytes")
         if self.websocket_heartbeat is not None:

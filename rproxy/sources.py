@@ -42,6 +42,7 @@ _FILE_KEYS: dict[str, tuple[type, ...]] = {
     "restart": (bool,),
     "restart_backoff_max": _NUMBER,
     "grace_period": _NUMBER,
+    "workers": (int,),
     "logs": (bool,),
     "presentation_path": (str,),
     "repo": (str,),
@@ -120,6 +121,7 @@ def load_config(
         websocket_max_message_size=get("websocket_max_message_size", 64 * 1024 * 1024),
         websocket_heartbeat=given.get("websocket_heartbeat"),
         grace_period=get("grace_period", 10.0),
+        workers=get("workers", 1),
         hub=HubOptions(
             authtype=get("authtype", "oauth" if environ.get("JUPYTERHUB_API_TOKEN") else "none"),
             last_activity_interval=get("last_activity_interval", 300),

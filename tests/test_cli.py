@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -171,3 +172,27 @@ async def test_without_restart_the_exit_status_says_what_happened(
     _, err = await asyncio.wait_for(process.communicate(), timeout=20)
     assert process.returncode == status
     assert message in err
+
+
+def _listeners(port: int) -> int:
+    """How many sockets listen on 127.0.0.1 or 0.0.0.0 at ``port`` (from /proc/net/tcp)."""
+    fields = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+    return sum(1 for f in fields if f[1].endswith(f":{port:04X}") and f[3] == "0A")
+
+
+async def test_workers_share_the_port_once_the_command_is_ready() -> None:
+    async with _rproxy("--workers", "2", "--", *CHILD, "--port", "{port}") as (url, _, process):
+        assert process.stderr is not None
+        lines = await _lines_until(process.stderr, b"more worker(s)")
+        assert any(b"is ready" in line for line in lines), "workers start after readiness"
+        await _lines_until(process.stderr, b"rproxy listening on")  # the worker's own line
+        assert url.port is not None
+        assert _listeners(url.port) == 2
+        worker = int(re.search(rb"pids (\d+)", lines[-1]).group(1))  # type: ignore[union-attr]
+        async with aiohttp.ClientSession() as http:
+            for _ in range(20):
+                async with http.get(url / "pid", headers={"Connection": "close"}) as resp:
+                    assert resp.status == 200
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), timeout=20) == 0
+    assert not alive(worker)
