@@ -2,9 +2,10 @@
 
 The child runs in its own session (process group) so that stopping it reaches everything it
 started: SIGTERM to the group, SIGKILL after a grace period, and SIGKILL for any leftovers once the
-leader has exited, so no orphan outlives rproxy. Its stdout and stderr are read continuously (the
-child never blocks on a full pipe), logged line by line as info and warning, long lines cut, and the
-last lines kept for error pages.
+leader has exited, so no orphan outlives rproxy. Should rproxy itself be killed outright, the
+child gets SIGTERM from the kernel (util-linux ``setpriv --pdeathsig``, where installed).
+Its stdout and stderr are read continuously (the child never blocks on a full pipe), logged line
+by line as info and warning, long lines cut, and the last lines kept for error pages.
 
 Why not simpervisor, which the peers use: it restarts a crashing child at once with no backoff,
 signals only the leader rather than its process group, and installs process-wide SIGINT / SIGTERM
@@ -16,9 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import shlex
+import shutil
 import signal
 import time
 from collections import deque
@@ -79,6 +82,9 @@ class Supervisor:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.finished: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        # If rproxy itself is killed (SIGKILL, the OOM killer), the child gets SIGTERM.
+        setpriv = shutil.which("setpriv")
+        self._parent_death_signal = (setpriv, "--pdeathsig", "TERM", "--") if setpriv else ()
 
     @property
     def pid(self) -> int | None:
@@ -176,7 +182,12 @@ class Supervisor:
 
     async def _spawn(self) -> asyncio.subprocess.Process:
         self._set_state(ChildState.STARTING)
+        program = self.spec.argv[0]
+        path = (self.spec.env or os.environ).get("PATH")
+        if not (os.sep in program or shutil.which(program, path=path)):
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
         process = await asyncio.create_subprocess_exec(
+            *self._parent_death_signal,
             *self.spec.argv,
             cwd=self.spec.cwd,
             env=self.spec.env,

@@ -47,7 +47,11 @@ async def _rproxy(
         yield URL(match.group(1).decode()), match.group(2).decode(), process
     finally:
         if process.returncode is None:
-            process.kill()
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), timeout=20)
+            except TimeoutError:
+                process.kill()
         await process.wait()
 
 
@@ -196,3 +200,20 @@ async def test_workers_share_the_port_once_the_command_is_ready() -> None:
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), timeout=20) == 0
     assert not alive(worker)
+
+
+async def test_a_killed_rproxy_takes_its_command_down() -> None:
+    async with _rproxy("--", *CHILD, "--port", "{port}") as (_, _, process):
+        assert process.stderr is not None
+        lines = await _lines_until(process.stderr, b"is ready")
+        child = int(re.search(rb"started app \(pid (\d+)\)", b"".join(lines)).group(1))  # type: ignore[union-attr]
+        exited = asyncio.Event()
+        pidfd = os.pidfd_open(child)
+        asyncio.get_running_loop().add_reader(pidfd, exited.set)
+        try:
+            process.kill()
+            await asyncio.wait_for(exited.wait(), timeout=20)
+        finally:
+            asyncio.get_running_loop().remove_reader(pidfd)
+            os.close(pidfd)
+    assert not alive(child)
