@@ -138,10 +138,14 @@ async def _close_websockets(app: web.Application) -> None:
 
 
 def make_runner(config: Config, *, authenticator: Authenticator | None = None) -> web.AppRunner:
-    """The runner for ``make_app(config)``: handlers are cancelled when their client goes away."""
+    """The runner for ``make_app(config)``.
+
+    Handlers are not cancelled when their client goes away (aiohttp's handler_cancellation costs
+    an extra task per request, about 15% of the CPU time of a small request): a relay notices a
+    gone client at its next write, and ``--request-timeout`` bounds a wait on a silent upstream.
+    """
     return web.AppRunner(
         make_app(config, authenticator=authenticator),
-        handler_cancellation=True,
         access_log=None,
         shutdown_timeout=config.grace_period,
     )

@@ -47,6 +47,7 @@ _REQUEST_ONLY_DROPPED = frozenset(
 )
 
 _REQUEST_DROPPED = _HOP_BY_HOP | _REQUEST_ONLY_DROPPED
+_PLAIN_CONNECTION = frozenset({"keep-alive", "close", "upgrade"})
 
 Headers = CIMultiDictProxy[str] | CIMultiDict[str]
 
@@ -62,13 +63,20 @@ class ClientView:
 
 def hop_by_hop(headers: Headers, base: frozenset[str] = _HOP_BY_HOP) -> frozenset[str]:
     """The lower-case names to drop from ``headers``: ``base`` plus those Connection lists."""
-    listed = {
-        name.strip().lower()
-        for value in headers.getall("Connection", ())
-        for name in value.split(",")
-        if name.strip()
-    }
+    values = headers.getall("Connection", ())
+    if not values or (len(values) == 1 and values[0].lower() in _PLAIN_CONNECTION):
+        return base
+    listed = {name.strip().lower() for value in values for name in value.split(",")}
+    listed.discard("")
     return base if listed <= base else base | listed
+
+
+def _without(headers: Headers, names: frozenset[str]) -> CIMultiDict[str]:
+    out = CIMultiDict(headers)
+    for name in names:
+        if name in out:
+            del out[name]
+    return out
 
 
 def _values(headers: Headers, name: str) -> list[str]:
@@ -102,18 +110,23 @@ def upstream_request_headers(
     upstream_host: str,
 ) -> CIMultiDict[str]:
     """The headers to send upstream for a request that arrived with ``incoming``."""
-    drop = hop_by_hop(incoming, _REQUEST_DROPPED)
-    out = CIMultiDict[str]((k, v) for k, v in incoming.items() if k.lower() not in drop)
-    forwarded_for = _values(incoming, "X-Forwarded-For")
-    hops = _trusted_hops(forwarded_for, client.peer, trusted)
+    out = _without(incoming, hop_by_hop(incoming, _REQUEST_DROPPED))
+    if trusted.count or trusted.networks:
+        forwarded_for = _values(incoming, "X-Forwarded-For")
+        hops = _trusted_hops(forwarded_for, client.peer, trusted)
+    else:
+        forwarded_for, hops = [], 0
     chain = forwarded_for[-hops:] if hops and len(forwarded_for) >= hops else []
     chain.append(client.peer)
     out["X-Forwarded-For"] = ", ".join(chain)
-    out["X-Forwarded-Proto"] = _trusted_value(incoming, "X-Forwarded-Proto", hops) or client.scheme
-    host = _trusted_value(incoming, "X-Forwarded-Host", hops) or client.host
+    proto, host, outer_prefix = client.scheme, client.host, ""
+    if hops:
+        proto = _trusted_value(incoming, "X-Forwarded-Proto", hops) or proto
+        host = _trusted_value(incoming, "X-Forwarded-Host", hops) or host
+        outer_prefix = (_trusted_value(incoming, "X-Forwarded-Prefix", hops) or "").rstrip("/")
+    out["X-Forwarded-Proto"] = proto
     if host:
         out["X-Forwarded-Host"] = host
-    outer_prefix = (_trusted_value(incoming, "X-Forwarded-Prefix", hops) or "").rstrip("/")
     prefix = outer_prefix + public_prefix
     if prefix:
         out["X-Forwarded-Prefix"] = prefix
@@ -126,5 +139,4 @@ def upstream_request_headers(
 
 def client_response_headers(upstream: Headers) -> CIMultiDict[str]:
     """The headers to send the client for an upstream response with headers ``upstream``."""
-    drop = hop_by_hop(upstream)
-    return CIMultiDict[str]((k, v) for k, v in upstream.items() if k.lower() not in drop)
+    return _without(upstream, hop_by_hop(upstream))

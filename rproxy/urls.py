@@ -111,7 +111,7 @@ class UrlMapper:
         path, _, query = target.partition("?")
         if not path.startswith("/"):
             return BadTarget("the request target must be a path")
-        if ("." in path or "%" in path) and _has_dot_segment(path):
+        if ("/." in path or "%2" in path) and _has_dot_segment(path):
             return BadTarget("the request path contains a dot segment")
         if path.startswith(self.prefix):  # the common case, decided without splitting
             return Forward(path[len(self.prefix) - 1 :], query)

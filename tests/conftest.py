@@ -1,7 +1,7 @@
 """Shared fixtures: real upstream servers and real rproxy instances on 127.0.0.1, random ports.
 
-``start_proxy`` runs rproxy exactly as the command line does (``make_runner``), so handler
-cancellation and shutdown behave as in production.
+``start_proxy`` runs rproxy exactly as the command line does (``make_runner``), so connection
+handling and shutdown behave as in production.
 """
 
 from __future__ import annotations
