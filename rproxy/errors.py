@@ -49,11 +49,20 @@ class UpstreamTimeout(UpstreamError):
     page = "The service behind this proxy did not answer in time."
 
 
-def error_response(error: UpstreamError) -> web.Response:
-    """A short plain-text page for ``error``; its text is fixed, never taken from the request."""
+def plain_response(status: int, explanation: str = "", **headers: str) -> web.Response:
+    """A short plain-text page: the status, then ``explanation``, which must be fixed text."""
+    try:
+        text = f"{status} {HTTPStatus(status).phrase}\n"
+    except ValueError:  # a status outside the standard table, passed on from an upstream
+        text = f"{status}\n"
     return web.Response(
-        status=error.status,
-        text=f"{error.status} {HTTPStatus(error.status).phrase}\n\n{error.page}\n",
+        status=status,
+        text=f"{text}\n{explanation}\n" if explanation else text,
         content_type="text/plain",
-        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", **headers},
     )
+
+
+def error_response(error: UpstreamError) -> web.Response:
+    """The page for ``error``; its text is fixed, never taken from the request."""
+    return plain_response(error.status, error.page)

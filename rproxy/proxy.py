@@ -18,7 +18,13 @@ from multidict import CIMultiDict
 
 from rproxy import pages
 from rproxy.command import valid_origin_host
-from rproxy.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable, error_response
+from rproxy.errors import (
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    error_response,
+    plain_response,
+)
 from rproxy.forwarding import (
     ClientView,
     client_response_headers,
@@ -34,25 +40,16 @@ from rproxy.websocket import is_upgrade, proxy_websocket
 logger = logging.getLogger(__name__)
 
 
-def _plain(status: int, text: str, **headers: str) -> web.Response:
-    return web.Response(
-        status=status,
-        text=text,
-        content_type="text/plain",
-        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", **headers},
-    )
-
-
 async def handle(request: web.Request) -> web.StreamResponse:
     """Answer one request by forwarding it to the upstream (aiohttp handler for every path)."""
     route = request.app[URLS].route(request.raw_path)
     match route:
         case Redirect(location):
-            return _plain(307, "307 Temporary Redirect\n", Location=location)
+            return plain_response(307, Location=location)
         case NotOurs():
-            return _plain(404, "404 Not Found\n\nThis path is not served by this proxy.\n")
+            return plain_response(404, "This path is not served by this proxy.")
         case BadTarget(reason):
-            return _plain(400, f"400 Bad Request\n\n{reason}.\n")
+            return plain_response(400, f"{reason}.")
     launcher = request.app.get(LAUNCHER)
     if launcher is not None and launcher.state is not ChildState.READY:
         return _not_ready(request, launcher)
@@ -131,7 +128,7 @@ def _not_ready(request: web.Request, launcher: Launcher) -> web.Response:
     if launcher.lazy and launcher.supervisor is None:
         host = request.headers.get("Host")
         if not valid_origin_host(host):
-            return _plain(400, "400 Bad Request\n\nThe Host header is not a host name.\n")
+            return plain_response(400, "The Host header is not a host name.")
         launcher.begin(request.app[UPSTREAM_CLIENT], request.app[URLS], host)
     supervisor = launcher.supervisor
     if launcher.state is ChildState.FAILED:

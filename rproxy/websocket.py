@@ -22,6 +22,8 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from multidict import CIMultiDict
 from yarl import URL
 
+from rproxy.errors import UpstreamTimeout, UpstreamUnavailable, error_response, plain_response
+
 logger = logging.getLogger(__name__)
 
 _HANDSHAKE_HEADERS = (
@@ -57,7 +59,7 @@ async def proxy_websocket(
     deflate = "permessage-deflate" in request.headers.get("Sec-WebSocket-Extensions", "")
     probe = web.WebSocketResponse()
     if not probe.can_prepare(request).ok:
-        return web.Response(status=400, text="400 Bad Request\n\nNot a valid WebSocket request.\n")
+        return plain_response(400, "Not a valid WebSocket request.")
     for name in _HANDSHAKE_HEADERS:
         headers.popall(name, None)
     try:
@@ -77,10 +79,10 @@ async def proxy_websocket(
         return _refusal(exc)
     except TimeoutError:
         logger.warning("upstream WebSocket for %s: connect timed out", url.path)
-        return web.Response(status=504, text="504 Gateway Timeout\n")
+        return error_response(UpstreamTimeout())
     except (aiohttp.ClientError, OSError) as exc:
         logger.warning("upstream WebSocket for %s: %s", url.path, exc)
-        return web.Response(status=502, text="502 Bad Gateway\n")
+        return error_response(UpstreamUnavailable())
     response = web.WebSocketResponse(
         protocols=(upstream.protocol,) if upstream.protocol else (),
         autoclose=False,
@@ -111,7 +113,7 @@ def _handshake_cookies(upstream: aiohttp.ClientWebSocketResponse[Any]) -> list[s
 
 def _refusal(exc: aiohttp.WSServerHandshakeError) -> web.Response:
     status = exc.status if 400 <= exc.status < 600 else 502
-    response = web.Response(status=status, text=f"{status} the upstream refused the WebSocket\n")
+    response = plain_response(status, "The service behind this proxy refused the WebSocket.")
     if exc.headers:
         for name in ("Set-Cookie", "WWW-Authenticate", "Location"):
             for value in exc.headers.getall(name, ()):
