@@ -41,9 +41,6 @@ logger = logging.getLogger(__name__)
 # Headers aiohttp's client would add on its own; a proxy sends only what the client sent.
 _NO_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 _FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
-# Upstream bytes read per wake-up: large bodies move in fewer, bigger writes; also the most a
-# response holds in memory before the client has taken it.
-_READ_BUFFER = 256 * 1024
 
 
 def make_app(
@@ -86,7 +83,6 @@ def new_upstream_client(upstream: Upstream, config: Config) -> aiohttp.ClientSes
             sock_read=timeouts.read,
         ),
         auto_decompress=False,
-        read_bufsize=_READ_BUFFER,
         cookie_jar=aiohttp.DummyCookieJar(),
         skip_auto_headers=_NO_AUTO_HEADERS,
         trust_env=False,
