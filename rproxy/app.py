@@ -12,6 +12,7 @@ import asyncio
 import logging
 import shutil
 import signal
+from collections import Counter
 from collections.abc import AsyncIterator
 from functools import partial
 from typing import Any
@@ -26,12 +27,16 @@ from rproxy.keys import (
     ENDPOINT,
     LAUNCHER,
     OPEN_WEBSOCKETS,
+    REWRITE_FAILURES,
+    REWRITERS,
     UPSTREAM,
     UPSTREAM_CLIENT,
     URLS,
 )
 from rproxy.launch import Launcher, allocate_endpoint
 from rproxy.proxy import handle
+from rproxy.rewriters import registry
+from rproxy.rewriters.base import Rewriter
 from rproxy.supervisor import ChildState
 from rproxy.urls import UrlMapper
 from rproxy.workers import WorkerPool
@@ -48,14 +53,18 @@ def make_app(
     *,
     client: aiohttp.ClientSession | None = None,
     authenticator: Authenticator | None = None,
+    rewriters: list[Rewriter] | None = None,
 ) -> web.Application:
     """An application that proxies everything under ``config.prefix`` to its upstream.
 
     The upstream (and, with a command, the child's port or socket) is settled at start-up.
-    ``authenticator``, when given, decides on every request before anything is forwarded.
+    ``authenticator``, when given, decides on every request before anything is forwarded;
+    ``rewriters``, when given, replace the ones ``config.rewriters`` names.
     """
     app = web.Application(middlewares=[auth_middleware(authenticator)] if authenticator else [])
     app[CONFIG] = config
+    app[REWRITERS] = registry.load(config.rewriters) if rewriters is None else rewriters
+    app[REWRITE_FAILURES] = Counter()
     app[OPEN_WEBSOCKETS] = set()
     app.on_shutdown.append(_close_websockets)
     app.cleanup_ctx.append(partial(_upstream, client=client))
@@ -133,7 +142,12 @@ async def _close_websockets(app: web.Application) -> None:
     await asyncio.gather(*(ws.close(code=going_away, message=b"shutting down") for ws in sockets))
 
 
-def make_runner(config: Config, *, authenticator: Authenticator | None = None) -> web.AppRunner:
+def make_runner(
+    config: Config,
+    *,
+    authenticator: Authenticator | None = None,
+    rewriters: list[Rewriter] | None = None,
+) -> web.AppRunner:
     """The runner for ``make_app(config)``.
 
     Handlers are not cancelled when their client goes away (aiohttp's handler_cancellation costs
@@ -141,7 +155,7 @@ def make_runner(config: Config, *, authenticator: Authenticator | None = None) -
     gone client at its next write, and ``--request-timeout`` bounds a wait on a silent upstream.
     """
     return web.AppRunner(
-        make_app(config, authenticator=authenticator),
+        make_app(config, authenticator=authenticator, rewriters=rewriters),
         access_log=None,
         shutdown_timeout=config.grace_period,
     )

@@ -20,6 +20,7 @@ from rproxy import __version__
 from rproxy.app import serve
 from rproxy.config import AuthType, Config, HostHeader, LogLevel
 from rproxy.errors import ConfigError
+from rproxy.rewriters import registry
 from rproxy.sources import load_config, read_config_file
 
 logger = logging.getLogger(__name__)
@@ -119,6 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="ping WebSocket clients this often and drop those that do not answer (off)",
     )
 
+    g = parser.add_argument_group("rewriting URLs in responses").add_argument
+    g("--rewriters", metavar="A,B", help="rewriters to run, in order (default: headers)")
+    g("--no-rewrite", action="store_true", default=None, help="pass responses through unchanged")
+    g("--list-rewriters", action="store_true", help="show installed and enabled rewriters, exit")
+
     g = parser.add_argument_group("JupyterHub (jhsingle-native-proxy options)").add_argument
     g("--authtype", choices=get_args(AuthType), help="oauth when run by JupyterHub, else none")
     g("--last-activity-interval", type=int, metavar="S", help="activity report period (300)")
@@ -155,8 +161,23 @@ def parse_options(argv: Sequence[str]) -> dict[str, Any]:
 def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
     """Parse ``argv`` (and its --config file) into a Config; raises ConfigError."""
     options = parse_options(argv)
+    options.pop("list_rewriters")
     path = options.pop("config")
     return load_config(options, environ, read_config_file(path) if path else None)
+
+
+def list_rewriters(config: Config) -> str:
+    """One line per installed rewriter: its name, where it comes from, and whether it runs."""
+    installed = registry.discover()
+    lines = []
+    for name, entry in sorted(installed.items()):
+        if name in config.rewriters:
+            state = f"enabled ({config.rewriters.index(name) + 1})"
+        else:
+            state = "installed"
+        lines.append(f"{name:16} {state:14} {entry.value}")
+    lines += [f"{name:16} {'MISSING':14}" for name in config.rewriters if name not in installed]
+    return "\n".join(lines) + "\n"
 
 
 def _fast_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -171,11 +192,15 @@ def _fast_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rproxy`` console script; returns the exit status."""
+    args = sys.argv[1:] if argv is None else argv
     try:
-        config = parse_config(sys.argv[1:] if argv is None else argv, os.environ)
+        config = parse_config(args, os.environ)
     except ConfigError as exc:
         sys.stderr.write(f"rproxy: error: {exc}\n")
         return 2
+    if "--list-rewriters" in args:
+        sys.stdout.write(list_rewriters(config))
+        return 0
     return run(config)
 
 

@@ -177,6 +177,7 @@ class Config:
     websocket_heartbeat: float | None = None
     grace_period: float = 10.0
     workers: int = 1
+    rewriters: tuple[str, ...] = ("headers",)
     hub: HubOptions = field(default_factory=HubOptions)
     log_level: LogLevel = "INFO"
 

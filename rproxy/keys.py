@@ -5,12 +5,14 @@ State lives on the application, never in module globals; this module only names 
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from aiohttp import ClientSession, web
 
 from rproxy.config import Config, Upstream
 from rproxy.launch import Endpoint, Launcher
+from rproxy.rewriters.base import Rewriter
 from rproxy.urls import UrlMapper
 
 CONFIG = web.AppKey("config", Config)
@@ -20,3 +22,5 @@ UPSTREAM_CLIENT = web.AppKey("upstream_client", ClientSession)
 ENDPOINT = web.AppKey("endpoint", Endpoint)
 LAUNCHER = web.AppKey("launcher", Launcher)
 OPEN_WEBSOCKETS: web.AppKey[set[web.WebSocketResponse[Any]]] = web.AppKey("open_websockets")
+REWRITERS: web.AppKey[list[Rewriter]] = web.AppKey("rewriters")
+REWRITE_FAILURES: web.AppKey[Counter[str]] = web.AppKey("rewrite_failures")

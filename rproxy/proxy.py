@@ -30,8 +30,18 @@ from rproxy.forwarding import (
     client_response_headers,
     upstream_request_headers,
 )
-from rproxy.keys import CONFIG, LAUNCHER, OPEN_WEBSOCKETS, UPSTREAM, UPSTREAM_CLIENT, URLS
+from rproxy.keys import (
+    CONFIG,
+    LAUNCHER,
+    OPEN_WEBSOCKETS,
+    REWRITE_FAILURES,
+    REWRITERS,
+    UPSTREAM,
+    UPSTREAM_CLIENT,
+    URLS,
+)
 from rproxy.launch import Launcher
+from rproxy.rewriters.chain import rewrite_headers
 from rproxy.streams import RelayedResponse, relay_body, request_body
 from rproxy.supervisor import ChildState
 from rproxy.urls import BadTarget, Forward, NotOurs, Redirect
@@ -99,7 +109,15 @@ async def _forward(request: web.Request, route: Forward) -> web.StreamResponse:
     response = RelayedResponse(
         status=upstream.status,
         reason=upstream.reason,
-        headers=client_response_headers(upstream.headers),
+        headers=rewrite_headers(
+            request.app[REWRITERS],
+            client_response_headers(upstream.headers),
+            status=upstream.status,
+            path=route.path,
+            urls=mapper,
+            public_host=request.headers.get("Host"),
+            failures=request.app[REWRITE_FAILURES],
+        ),
     )
     complete = False
     try:

@@ -18,6 +18,7 @@ from yarl import URL
 
 from rproxy.config import ChildConfig, Config, HubOptions, Timeouts, TrustedProxies, Upstream
 from rproxy.errors import ConfigError
+from rproxy.rewriters.registry import DEFAULT as DEFAULT_REWRITERS
 
 _NUMBER = (int, float)
 _FILE_KEYS: dict[str, tuple[type, ...]] = {
@@ -43,6 +44,8 @@ _FILE_KEYS: dict[str, tuple[type, ...]] = {
     "restart_backoff_max": _NUMBER,
     "grace_period": _NUMBER,
     "workers": (int,),
+    "rewriters": (list,),
+    "no_rewrite": (bool,),
     "logs": (bool,),
     "presentation_path": (str,),
     "repo": (str,),
@@ -122,6 +125,7 @@ def load_config(
         websocket_heartbeat=given.get("websocket_heartbeat"),
         grace_period=get("grace_period", 10.0),
         workers=get("workers", 1),
+        rewriters=_rewriters(given),
         hub=HubOptions(
             authtype=get("authtype", "oauth" if environ.get("JUPYTERHUB_API_TOKEN") else "none"),
             last_activity_interval=get("last_activity_interval", 300),
@@ -150,6 +154,17 @@ def _child(command: tuple[str, ...], get: Any) -> ChildConfig:
         repofolder=get("repofolder", defaults.repofolder),
         conda_env=get("conda_env", defaults.conda_env),
     )
+
+
+def _rewriters(given: Mapping[str, Any]) -> tuple[str, ...]:
+    if given.get("no_rewrite"):
+        return ()
+    names = given.get("rewriters")
+    if names is None:
+        return DEFAULT_REWRITERS
+    if isinstance(names, str):
+        names = names.split(",")
+    return tuple(name.strip() for name in names if name.strip())
 
 
 def _log_level(source: Mapping[str, Any]) -> Any:

@@ -138,6 +138,43 @@ class UrlMapper:
             encoded=True,
         )
 
+    def to_public(self, url: str, public_host: str | None = None) -> str:
+        """A URL found in an upstream response, as the client must see it.
+
+        Root-relative URLs gain the prefix, unless they already carry it; absolute and
+        scheme-relative URLs to the upstream's origin (or to ``public_host``, the Host the client
+        used) become prefixed paths. Everything else comes back unchanged: relative URLs,
+        fragments, ``data:``, ``javascript:``, ``mailto:``, other origins. No result is ever
+        cross-origin unless its input was.
+        """
+        text = url.strip()
+        if text[:2] in ("//", "/\\", "\\/", "\\\\"):  # scheme-relative, as browsers read it
+            return self._same_origin_path(url, "http:" + text.replace("\\", "/"), public_host)
+        if text.startswith("/"):
+            if self.prefix == "/":
+                return url
+            path = text.split("?", 1)[0].split("#", 1)[0]
+            if path == self.public_prefix or path.startswith(self.prefix):
+                return url
+            return self.prefix + text[1:]
+        if text[:8].lower().startswith(("http://", "https://")):
+            return self._same_origin_path(url, text, public_host)
+        return url
+
+    def _same_origin_path(self, original: str, absolute: str, public_host: str | None) -> str:
+        try:
+            parsed = URL(absolute)
+            authority = parsed.raw_authority.lower()
+        except ValueError:
+            return original
+        ours = authority == self.upstream.raw_authority.lower() or (
+            public_host is not None and authority == public_host.lower()
+        )
+        if not ours or parsed.user is not None:
+            return original
+        rest = parsed.raw_path_qs + (f"#{parsed.raw_fragment}" if parsed.raw_fragment else "")
+        return self.to_public(rest if rest.startswith("/") else "/" + rest)
+
     @property
     def public_prefix(self) -> str:
         """The prefix without its trailing slash, as X-Forwarded-Prefix carries it; "" at root."""

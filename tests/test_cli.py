@@ -39,11 +39,11 @@ async def _rproxy(
     )
     assert process.stderr is not None
     try:
+        seen: list[bytes] = []
         async with asyncio.timeout(20):
-            while match := _LISTENING.search(line := await process.stderr.readline()):
-                break
-            else:
-                raise AssertionError(f"rproxy did not start: {line!r}")
+            while not (match := _LISTENING.search(line := await process.stderr.readline())):
+                assert line, f"rproxy did not start: {b''.join(seen)!r}"
+                seen.append(line)
         yield URL(match.group(1).decode()), match.group(2).decode(), process
     finally:
         if process.returncode is None:

@@ -1,0 +1,74 @@
+"""The ``headers`` rewriter: URLs in Location, Content-Location, Refresh, Link and Set-Cookie Path.
+
+Each URL goes through the URL policy (``RewriteContext.public_url``), so a redirect to ``/login``
+from an app under ``/user/alice/`` sends the browser to ``/user/alice/login``, and a cookie the app
+scopes to ``/`` is scoped to the prefix. Only the URL part of each header changes; the rest of the
+value is kept as the app wrote it. The prefix was validated at start-up and upstream header values
+cannot hold CR or LF, so no rewritten value can leave its header. This rewriter never touches
+bodies.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import ClassVar
+
+from multidict import CIMultiDict
+
+from rproxy.rewriters.base import BodyRewriter, ResponseMeta, RewriteContext
+
+_REFRESH = re.compile(
+    r"(?P<head>\s*[\d.]+\s*[;,]\s*(?:url\s*=\s*)?)(?P<q>['\"]?)(?P<url>.*?)(?P=q)\s*$",
+    re.IGNORECASE,
+)
+_LINK_TARGET = re.compile(r"<([^>]*)>")
+_COOKIE_PATH = re.compile(r"(;\s*path\s*=\s*)([^;]*)", re.IGNORECASE)
+
+
+class HeaderRewriter:
+    name: ClassVar[str] = "headers"
+
+    def matches(self, meta: ResponseMeta) -> bool:
+        return True
+
+    def rewrite_headers(self, headers: CIMultiDict[str], ctx: RewriteContext) -> None:
+        _each(headers, "Location", ctx.public_url)
+        _each(headers, "Content-Location", ctx.public_url)
+        _each(headers, "Refresh", lambda value: _refresh(value, ctx))
+        _each(headers, "Link", lambda value: _link(value, ctx))
+        _each(headers, "Set-Cookie", lambda value: _cookie(value, ctx))
+
+    def open_body(self, ctx: RewriteContext) -> BodyRewriter | None:
+        return None
+
+
+def _each(headers: CIMultiDict[str], name: str, rewrite: Callable[[str], str]) -> None:
+    if name not in headers:
+        return
+    values = headers.popall(name)
+    for value in values:
+        headers.add(name, rewrite(value))
+
+
+def _refresh(value: str, ctx: RewriteContext) -> str:
+    match = _REFRESH.match(value)
+    if match is None:
+        return value
+    url = ctx.public_url(match["url"])
+    return f"{match['head']}{match['q']}{url}{match['q']}"
+
+
+def _link(value: str, ctx: RewriteContext) -> str:
+    return _LINK_TARGET.sub(lambda m: f"<{ctx.public_url(m[1])}>", value)
+
+
+def _cookie(value: str, ctx: RewriteContext) -> str:
+    return _COOKIE_PATH.sub(lambda m: m[1] + _cookie_path(m[2], ctx), value)
+
+
+def _cookie_path(path: str, ctx: RewriteContext) -> str:
+    stripped = path.strip()
+    if stripped.startswith("/") and not stripped.startswith("//"):
+        return ctx.public_url(stripped)
+    return path
