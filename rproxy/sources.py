@@ -9,6 +9,7 @@ of the wrong type is a ConfigError that names it. This module builds values; con
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -110,7 +111,7 @@ def load_config(
         trusted = ",".join(trusted)
     return Config(
         upstream=Upstream.parse(upstream_text) if upstream_text else None,
-        child=_child(command, get) if command else None,
+        child=_child(command, given) if command else None,
         prefix=get("prefix", environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")),
         ip=get("ip", "0.0.0.0"),
         port=_port(given, environ),
@@ -137,23 +138,10 @@ def load_config(
     )
 
 
-def _child(command: tuple[str, ...], get: Any) -> ChildConfig:
-    defaults = ChildConfig(argv=command)
-    return ChildConfig(
-        argv=command,
-        destport=get("destport", defaults.destport),
-        unix_socket=get("unix_socket", defaults.unix_socket),
-        ready_check_path=get("ready_check_path", defaults.ready_check_path),
-        ready_timeout=get("ready_timeout", defaults.ready_timeout),
-        restart=get("restart", defaults.restart),
-        restart_backoff_max=get("restart_backoff_max", defaults.restart_backoff_max),
-        logs=get("logs", defaults.logs),
-        presentation_path=get("presentation_path", defaults.presentation_path),
-        repo=get("repo", defaults.repo),
-        repobranch=get("repobranch", defaults.repobranch),
-        repofolder=get("repofolder", defaults.repofolder),
-        conda_env=get("conda_env", defaults.conda_env),
-    )
+def _child(command: tuple[str, ...], given: Mapping[str, Any]) -> ChildConfig:
+    """The ChildConfig: its settings have the same names as their options."""
+    names = {f.name for f in dataclasses.fields(ChildConfig)} - {"argv"}
+    return ChildConfig(argv=command, **{n: given[n] for n in names if given.get(n) is not None})
 
 
 def _rewriters(given: Mapping[str, Any]) -> tuple[str, ...]:
