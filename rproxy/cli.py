@@ -121,7 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     g = parser.add_argument_group("rewriting URLs in responses").add_argument
-    g("--rewriters", metavar="A,B", help="rewriters to run, in order (default: headers)")
+    g("--rewriters", metavar="A,B", help="rewriters to run, in order (default: headers,css)")
+    g(
+        "--rewrite-max-bytes",
+        type=int,
+        metavar="N",
+        help="largest body a buffering rewriter holds; bigger ones pass unchanged (32 MiB)",
+    )
     g("--no-rewrite", action="store_true", default=None, help="pass responses through unchanged")
     g("--list-rewriters", action="store_true", help="show installed and enabled rewriters, exit")
 

@@ -177,7 +177,8 @@ class Config:
     websocket_heartbeat: float | None = None
     grace_period: float = 10.0
     workers: int = 1
-    rewriters: tuple[str, ...] = ("headers",)
+    rewriters: tuple[str, ...] = ("headers", "css")
+    rewrite_max_bytes: int = 32 * 1024 * 1024
     hub: HubOptions = field(default_factory=HubOptions)
     log_level: LogLevel = "INFO"
 
@@ -199,6 +200,8 @@ class Config:
         if self.upstream_connections < 0:
             raise ConfigError("--upstream-connections must be 0 (no limit) or more")
         _positive("--grace-period", self.grace_period)
+        if self.rewrite_max_bytes < 0:
+            raise ConfigError("--rewrite-max-bytes must be 0 or more")
         if self.workers < 1:
             raise ConfigError("--workers must be 1 or more")
         if self.websocket_max_message_size < 0:

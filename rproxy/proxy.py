@@ -41,8 +41,14 @@ from rproxy.keys import (
     URLS,
 )
 from rproxy.launch import Launcher
-from rproxy.rewriters.chain import rewrite_headers
-from rproxy.streams import RelayedResponse, relay_body, request_body
+from rproxy.rewriters.chain import rewrite_response
+from rproxy.streams import (
+    RelayedResponse,
+    RewriteFailed,
+    relay_body,
+    relay_rewritten,
+    request_body,
+)
 from rproxy.supervisor import ChildState
 from rproxy.urls import BadTarget, Forward, NotOurs, Redirect
 from rproxy.websocket import is_upgrade, proxy_websocket
@@ -106,26 +112,32 @@ async def _forward(request: web.Request, route: Forward) -> web.StreamResponse:
         return _failed(request, route, UpstreamTimeout(), exc)
     except (aiohttp.ClientError, OSError) as exc:
         return _failed(request, route, UpstreamUnavailable(), exc)
-    response = RelayedResponse(
+    rewritten = rewrite_response(
+        request.app[REWRITERS],
+        client_response_headers(upstream.headers),
         status=upstream.status,
-        reason=upstream.reason,
-        headers=rewrite_headers(
-            request.app[REWRITERS],
-            client_response_headers(upstream.headers),
-            status=upstream.status,
-            path=route.path,
-            urls=mapper,
-            public_host=request.headers.get("Host"),
-            failures=request.app[REWRITE_FAILURES],
-        ),
+        method=request.method,
+        path=route.path,
+        urls=mapper,
+        public_host=request.headers.get("Host"),
+        failures=request.app[REWRITE_FAILURES],
+        options={"max_bytes": request.app[CONFIG].rewrite_max_bytes},
+    )
+    response = RelayedResponse(
+        status=upstream.status, reason=upstream.reason, headers=rewritten.headers
     )
     complete = False
     try:
         await response.prepare(request)
-        await relay_body(upstream.content, response)
+        if rewritten.body is None:
+            await relay_body(upstream.content, response)
+        else:
+            await relay_rewritten(upstream.content, response, rewritten.body)
         complete = True
     except ConnectionResetError:
         logger.debug("client went away during %s %s", request.method, route.path)
+    except RewriteFailed:
+        request.protocol.force_close()
     except (aiohttp.ClientError, TimeoutError) as exc:
         logger.warning(
             "upstream broke off the response to %s %s: %s; closing the client connection",

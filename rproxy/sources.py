@@ -47,6 +47,7 @@ _FILE_KEYS: dict[str, tuple[type, ...]] = {
     "workers": (int,),
     "rewriters": (list,),
     "no_rewrite": (bool,),
+    "rewrite_max_bytes": (int,),
     "logs": (bool,),
     "presentation_path": (str,),
     "repo": (str,),
@@ -127,6 +128,7 @@ def load_config(
         grace_period=get("grace_period", 10.0),
         workers=get("workers", 1),
         rewriters=_rewriters(given),
+        rewrite_max_bytes=get("rewrite_max_bytes", 32 * 1024 * 1024),
         hub=HubOptions(
             authtype=get("authtype", "oauth" if environ.get("JUPYTERHUB_API_TOKEN") else "none"),
             last_activity_interval=get("last_activity_interval", 300),

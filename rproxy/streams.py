@@ -5,15 +5,121 @@ request stays bounded by aiohttp's buffers whatever the body size, and server-se
 client one by one. The status line and headers leave together with the first body bytes, in one
 send when the whole body is already here (the common small response), and at once when no body
 byte is waiting, so a client of a slow stream still sees the headers straight away.
-Content decoding and body rewriters join this pipeline with the rewriters issue; until then bodies
-pass byte for byte, still compressed.
+A response no body rewriter wants passes byte for byte, still compressed. One that is rewritten
+goes through a ``BodyPipeline``: decoded (gzip, deflate, br), through each body rewriter in order,
+and encoded again the way it came, so Content-Encoding stays true.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+import zlib
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Protocol
 
+import brotli
 from aiohttp import StreamReader, hdrs, web
+
+from rproxy.errors import RproxyError
+
+logger = logging.getLogger(__name__)
+
+DECODABLE = frozenset({"", "identity", "gzip", "x-gzip", "deflate", "br"})
+
+
+class RewriteFailed(RproxyError):
+    """A body rewriter raised after the response had started; the connection must be dropped."""
+
+
+class _Stage(Protocol):
+    def feed(self, chunk: bytes) -> bytes: ...
+    def flush(self) -> bytes: ...
+
+
+class _Coding(Protocol):
+    def decode(self, chunk: bytes) -> bytes: ...
+    def decode_end(self) -> bytes: ...
+    def encode(self, chunk: bytes) -> bytes: ...
+    def encode_end(self) -> bytes: ...
+
+
+class _ZlibCoding:
+    def __init__(self, encoding: str) -> None:
+        wbits = 31 if encoding in ("gzip", "x-gzip") else 15
+        self._decoder = zlib.decompressobj(wbits if wbits == 31 else 47)
+        self._encoder = zlib.compressobj(6, zlib.DEFLATED, wbits)
+
+    def decode(self, chunk: bytes) -> bytes:
+        return self._decoder.decompress(chunk)
+
+    def decode_end(self) -> bytes:
+        return self._decoder.flush()
+
+    def encode(self, chunk: bytes) -> bytes:
+        return self._encoder.compress(chunk) if chunk else b""
+
+    def encode_end(self) -> bytes:
+        return self._encoder.flush()
+
+
+class _BrotliCoding:
+    def __init__(self) -> None:
+        self._decoder = brotli.Decompressor()
+        self._encoder = brotli.Compressor()
+
+    def decode(self, chunk: bytes) -> bytes:
+        data: bytes = self._decoder.process(chunk)
+        return data
+
+    def decode_end(self) -> bytes:
+        return b""
+
+    def encode(self, chunk: bytes) -> bytes:
+        data: bytes = self._encoder.process(chunk) if chunk else b""
+        return data
+
+    def encode_end(self) -> bytes:
+        data: bytes = self._encoder.finish()
+        return data
+
+
+class BodyPipeline:
+    """Decode, run the body rewriters in order, encode again: one ``feed`` / ``flush`` pair."""
+
+    def __init__(
+        self, stages: Sequence[tuple[str, _Stage]], encoding: str, failures: Counter[str]
+    ) -> None:
+        self._stages = stages
+        self._failures = failures
+        self._coding: _Coding | None = None
+        if encoding == "br":
+            self._coding = _BrotliCoding()
+        elif encoding not in ("", "identity"):
+            self._coding = _ZlibCoding(encoding)
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = self._coding.decode(chunk) if self._coding else chunk
+        for name, stage in self._stages:
+            data = self._run(name, stage.feed, data)
+        return self._coding.encode(data) if self._coding else data
+
+    def flush(self) -> bytes:
+        data = self._coding.decode_end() if self._coding else b""
+        for name, stage in self._stages:
+            data = self._run(name, stage.feed, data) + self._run(name, stage.flush)
+        if not self._coding:
+            return data
+        return self._coding.encode(data) + self._coding.encode_end()
+
+    def _run(self, name: str, step: Any, *args: bytes) -> bytes:
+        try:
+            out: bytes = step(*args)
+        except Exception as exc:
+            self._failures[name] += 1
+            logger.exception("rewriter %r failed in the middle of a body", name)
+            raise RewriteFailed(f"rewriter {name!r} failed: {exc}") from exc
+        return out
 
 
 class RelayedResponse(web.StreamResponse):
@@ -37,6 +143,18 @@ async def request_body(request: web.BaseRequest) -> AsyncIterator[bytes]:
     """The client's request body as it arrives, for the upstream client to send on."""
     async for chunk in request.content.iter_any():
         yield chunk
+
+
+async def relay_rewritten(
+    source: StreamReader, response: RelayedResponse, pipeline: BodyPipeline
+) -> None:
+    """Copy ``source`` through ``pipeline`` to the prepared ``response`` and finish it."""
+    await response.write(b"")  # the headers go now: a buffering rewriter may hold everything
+    async for chunk in source.iter_any():
+        out = pipeline.feed(chunk)
+        if out:
+            await response.write(out)
+    await response.write_eof(pipeline.flush())
 
 
 async def relay_body(source: StreamReader, response: RelayedResponse) -> None:

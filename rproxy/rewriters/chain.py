@@ -1,23 +1,30 @@
 """Run the enabled rewriters on one response, in order, each failure isolated.
 
 An app can opt a response out with the header ``X-Rproxy-Rewrite: off`` (the header itself never
-reaches the client). A rewriter that raises is logged with its name and counted; the response then
-passes with the headers it came with, and the other requests are unaffected.
+reaches the client). A rewriter that raises on the headers is logged with its name and counted;
+the response then passes as it came, and the other requests are unaffected. A body rewriter that
+raises later is the pipeline's business (streams.py): the connection is dropped.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from multidict import CIMultiDict
 
-from rproxy.rewriters.base import ResponseMeta, RewriteContext, Rewriter
+from rproxy.rewriters.base import BodyRewriter, ResponseMeta, RewriteContext, Rewriter
+from rproxy.streams import DECODABLE, BodyPipeline
 from rproxy.urls import UrlMapper
 
 logger = logging.getLogger(__name__)
 
 OPT_OUT = "X-Rproxy-Rewrite"
+# Headers that describe the body as the upstream sent it, and would lie about a rewritten one.
+_STALE_WHEN_CHANGED = ("Content-Length", "Content-MD5", "Digest", "Content-Digest", "Repr-Digest")
 
 
 def response_meta(status: int, headers: CIMultiDict[str], path: str) -> ResponseMeta:
@@ -33,25 +40,39 @@ def response_meta(status: int, headers: CIMultiDict[str], path: str) -> Response
     return ResponseMeta(status, mime.strip().lower(), charset, encoding, path)
 
 
-def rewrite_headers(
+@dataclass(slots=True)
+class Rewritten:
+    """A response's headers after rewriting, and the pipeline its body must go through, if any."""
+
+    headers: CIMultiDict[str]
+    body: BodyPipeline | None = None
+
+
+def rewrite_response(
     rewriters: list[Rewriter],
     headers: CIMultiDict[str],
     *,
     status: int,
+    method: str,
     path: str,
     urls: UrlMapper,
     public_host: str | None,
     failures: Counter[str],
-) -> CIMultiDict[str]:
-    """``headers`` as the enabled rewriters leave them (unchanged if one of them fails)."""
+    options: Mapping[str, Any] | None = None,
+) -> Rewritten:
+    """Run the enabled rewriters on a response's headers and open their body rewriters.
+
+    Headers come back unchanged if a rewriter fails on them. Bodies are rewritten only when they
+    can be: not for HEAD, 1xx, 204 or 304, never for event streams, and only in an encoding
+    rproxy can decode (identity, gzip, deflate, br).
+    """
     opt_out = headers.popall(OPT_OUT, [])
     if not rewriters or any(value.strip().lower() == "off" for value in opt_out):
-        return headers
-    ctx = RewriteContext(urls, response_meta(status, headers, path), public_host)
+        return Rewritten(headers)
+    ctx = RewriteContext(urls, response_meta(status, headers, path), public_host, options or {})
+    matching = [rewriter for rewriter in rewriters if rewriter.matches(ctx.meta)]
     rewritten = headers.copy()
-    for rewriter in rewriters:
-        if not rewriter.matches(ctx.meta):
-            continue
+    for rewriter in matching:
         try:
             rewriter.rewrite_headers(rewritten, ctx)
         except Exception:
@@ -59,5 +80,31 @@ def rewrite_headers(
             logger.exception(
                 "rewriter %r failed on the headers of %s; left unchanged", rewriter.name, path
             )
-            return headers
-    return rewritten
+            return Rewritten(headers)
+    if not _body_can_change(method, ctx.meta):
+        return Rewritten(rewritten)
+    stages: list[tuple[str, BodyRewriter]] = []
+    for rewriter in matching:
+        try:
+            body = rewriter.open_body(ctx)
+        except Exception:
+            failures[rewriter.name] += 1
+            logger.exception("rewriter %r failed to open the body of %s", rewriter.name, path)
+            return Rewritten(rewritten)
+        if body is not None:
+            stages.append((rewriter.name, body))
+    if not stages:
+        return Rewritten(rewritten)
+    for name in _STALE_WHEN_CHANGED:
+        rewritten.popall(name, None)
+    return Rewritten(rewritten, BodyPipeline(stages, ctx.meta.encoding, failures))
+
+
+def _body_can_change(method: str, meta: ResponseMeta) -> bool:
+    return (
+        method != "HEAD"
+        and meta.status >= 200
+        and meta.status not in (204, 304)
+        and meta.mime_type != "text/event-stream"
+        and meta.encoding in DECODABLE
+    )

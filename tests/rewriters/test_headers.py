@@ -15,7 +15,7 @@ from yarl import URL
 
 from rproxy.app import make_runner
 from rproxy.rewriters.base import BodyRewriter, ResponseMeta, RewriteContext
-from rproxy.rewriters.chain import rewrite_headers
+from rproxy.rewriters.chain import rewrite_response
 from rproxy.rewriters.headers import HeaderRewriter
 from rproxy.sources import load_config
 from rproxy.urls import UrlMapper
@@ -24,15 +24,16 @@ URLS = UrlMapper("/user/alice/", URL("http://127.0.0.1:8888"))
 
 
 def _rewrite(*pairs: tuple[str, str]) -> CIMultiDict[str]:
-    return rewrite_headers(
+    return rewrite_response(
         [HeaderRewriter()],
         CIMultiDict(pairs),
         status=200,
+        method="GET",
         path="/",
         urls=URLS,
         public_host="hub.example",
         failures=Counter(),
-    )
+    ).headers
 
 
 @pytest.mark.parametrize(
@@ -110,15 +111,16 @@ def test_a_failing_rewriter_leaves_the_headers_as_they_came(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     failures: Counter[str] = Counter()
-    headers = rewrite_headers(
+    headers = rewrite_response(
         [HeaderRewriter(), _Broken()],
         CIMultiDict([("Location", "/login")]),
         status=302,
+        method="GET",
         path="/x",
         urls=URLS,
         public_host=None,
         failures=failures,
-    )
+    ).headers
     assert headers.getall("Location") == ["/login"]
     assert failures == Counter({"broken": 1})
     assert any("rewriter 'broken' failed" in r.getMessage() for r in caplog.records)
