@@ -10,3 +10,5 @@ python=${PYTHON:-python3}
 
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+# the example third-party rewriter (examples/example-rewriter): the tests check that it is found
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e examples/example-rewriter
