@@ -29,15 +29,15 @@ _STALE_WHEN_CHANGED = ("Content-Length", "Content-MD5", "Digest", "Content-Diges
 
 def response_meta(status: int, headers: CIMultiDict[str], path: str) -> ResponseMeta:
     """The ResponseMeta of a response with ``headers``."""
-    content_type = headers.get("Content-Type", "")
-    mime, _, params = content_type.partition(";")
+    mime, _, params = headers.get("Content-Type", "").partition(";")
     charset = None
-    for param in params.split(";"):
-        key, _, value = param.strip().partition("=")
-        if key.lower() == "charset" and value:
-            charset = value.strip("\"'").lower()
-    encoding = headers.get("Content-Encoding", "").strip().lower()
-    return ResponseMeta(status, mime.strip().lower(), charset, encoding, path)
+    if params:
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key.lower() == "charset" and value:
+                charset = value.strip("\"'").lower()
+    encoding = headers.get("Content-Encoding", "")
+    return ResponseMeta(status, mime.strip().lower(), charset, encoding.strip().lower(), path)
 
 
 @dataclass(slots=True)
@@ -66,8 +66,10 @@ def rewrite_response(
     can be: not for HEAD, 1xx, 204 or 304, never for event streams, and only in an encoding
     rproxy can decode (identity, gzip, deflate, br).
     """
-    opt_out = headers.popall(OPT_OUT, [])
-    if not rewriters or any(value.strip().lower() == "off" for value in opt_out):
+    opted_out = OPT_OUT in headers and any(
+        value.strip().lower() == "off" for value in headers.popall(OPT_OUT)
+    )
+    if opted_out or not rewriters:
         return Rewritten(headers)
     ctx = RewriteContext(urls, response_meta(status, headers, path), public_host, options or {})
     matching = [rewriter for rewriter in rewriters if rewriter.matches(ctx.meta)]
