@@ -101,8 +101,9 @@ class Launcher:
         return self.supervisor
 
     async def close(self) -> None:
-        """Stop the child, if it was started."""
+        """Stop the child, if it was started; a checkout still under way is abandoned."""
         if self._task is not None:
+            self._task.cancel()
             await asyncio.wait({self._task})
         if self.supervisor is not None:
             await self.supervisor.stop()
