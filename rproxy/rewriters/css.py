@@ -79,6 +79,8 @@ def _rewrite_nodes(nodes: list[Any], mapper: Mapper) -> list[Any]:
 def _rewrite_node(node: Any, mapper: Mapper) -> Any:
     if isinstance(node, ast.URLToken):
         return _url_token(node, mapper)
+    if isinstance(node, ast.StringToken):
+        return _string_token(node, node.value)
     if isinstance(node, ast.FunctionBlock):
         name = node.lower_name
         if name == "url" or name == "src":
@@ -98,16 +100,22 @@ def _first_string_rewritten(nodes: list[Any], mapper: Mapper) -> list[Any]:
 
 def _url_token(token: ast.URLToken, mapper: Mapper) -> ast.URLToken:
     url = mapper(token.value)
-    if url == token.value:
-        return token
-    return ast.URLToken(token.source_line, token.source_column, url, f"url({serialize_url(url)})")
+    representation = f"url({_no_markup(serialize_url(url))})"
+    return ast.URLToken(token.source_line, token.source_column, url, representation)
 
 
 def _string(token: Any, mapper: Mapper) -> Any:
     if not isinstance(token, ast.StringToken):
         return token
-    url = mapper(token.value)
-    if url == token.value:
-        return token
-    representation = f'"{serialize_string_value(url)}"'
-    return ast.StringToken(token.source_line, token.source_column, url, representation)
+    return _string_token(token, mapper(token.value))
+
+
+def _string_token(token: ast.StringToken, value: str) -> ast.StringToken:
+    representation = f'"{_no_markup(serialize_string_value(value))}"'
+    return ast.StringToken(token.source_line, token.source_column, value, representation)
+
+
+def _no_markup(serialized: str) -> str:
+    """CSS escapes for ``<`` and ``>``: tinycss2 writes ``\\3c /style>`` back as a literal
+    ``</style>``, which would end a ``<style>`` element that this CSS is embedded in."""
+    return serialized.replace("<", "\\3c ").replace(">", "\\3e ")

@@ -76,12 +76,14 @@ def _tokens(css: str) -> list[str]:
 
     Comments are left out: tinycss2 writes an empty one between two tokens that would otherwise
     merge when read back, which is how a rewritten value is kept from joining its neighbour.
+    Parse errors are left out too: a string or url left open at the end of the input comes back
+    closed, which CSS treats the same.
     """
     kinds: list[str] = []
 
     def walk(nodes: list[object]) -> None:
         for node in nodes:
-            if isinstance(node, tinycss2.ast.Comment):
+            if isinstance(node, (tinycss2.ast.Comment, tinycss2.ast.ParseError)):
                 continue
             kinds.append(type(node).__name__)
             for attr in ("prelude", "content", "arguments"):
@@ -222,3 +224,26 @@ async def test_a_body_rewriter_failing_midway_aborts_the_response(
                 await resp.read()
     finally:
         await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    "css",
+    [
+        pytest.param('a{content:"\\3c /style>"}', id="string"),
+        pytest.param("a{background:url(\\3c /style\\3e)}", id="url"),
+        pytest.param('a{b:url("/x\\3c /style\\3e")}', id="rewritten-url"),
+        pytest.param("a{b:image-set('\\3C/STYLE\\3E' 1x)}", id="image-set-caps"),
+    ],
+)
+def test_escaped_markup_never_comes_back_as_markup(css: str) -> None:
+    # Embedded in <style>, a literal "</style>" would end the element: escapes must stay escapes.
+    out = rewrite_css(css, MAPPER.to_public)
+    assert "<" not in out
+    assert ">" not in out
+
+
+@given(st.text(alphabet="\\3cCeE/style>\"'(){}u rl:;a-", max_size=50))
+def test_no_closing_tag_appears_that_was_not_in_the_input(css: str) -> None:
+    out = rewrite_css(css, lambda url: "/p/" + url)
+    if "</" not in css:
+        assert "</" not in out
