@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     g = parser.add_argument_group("rewriting URLs in responses").add_argument
-    g("--rewriters", metavar="A,B", help="rewriters to run, in order (default: headers,css)")
+    g("--rewriters", metavar="A,B", help="rewriters to run, in order (default: headers,css,html)")
     g(
         "--rewrite-max-bytes",
         type=int,

@@ -177,7 +177,7 @@ class Config:
     websocket_heartbeat: float | None = None
     grace_period: float = 10.0
     workers: int = 1
-    rewriters: tuple[str, ...] = ("headers", "css")
+    rewriters: tuple[str, ...] = ("headers", "css", "html")
     rewrite_max_bytes: int = 32 * 1024 * 1024
     hub: HubOptions = field(default_factory=HubOptions)
     log_level: LogLevel = "INFO"

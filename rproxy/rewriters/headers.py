@@ -35,7 +35,7 @@ class HeaderRewriter:
     def rewrite_headers(self, headers: CIMultiDict[str], ctx: RewriteContext) -> None:
         _each(headers, "Location", ctx.public_url)
         _each(headers, "Content-Location", ctx.public_url)
-        _each(headers, "Refresh", lambda value: _refresh(value, ctx))
+        _each(headers, "Refresh", lambda value: rewrite_refresh(value, ctx))
         _each(headers, "Link", lambda value: _link(value, ctx))
         _each(headers, "Set-Cookie", lambda value: _cookie(value, ctx))
 
@@ -51,7 +51,8 @@ def _each(headers: CIMultiDict[str], name: str, rewrite: Callable[[str], str]) -
         headers.add(name, rewrite(value))
 
 
-def _refresh(value: str, ctx: RewriteContext) -> str:
+def rewrite_refresh(value: str, ctx: RewriteContext) -> str:
+    """A Refresh value (``5; url=/next``) with its URL through the URL policy."""
     match = _REFRESH.match(value)
     if match is None:
         return value

@@ -18,7 +18,7 @@ from rproxy.rewriters.base import Rewriter
 logger = logging.getLogger(__name__)
 
 GROUP = "rproxy.rewriters"
-DEFAULT = ("headers", "css")
+DEFAULT = ("headers", "css", "html")
 
 
 def discover() -> dict[str, EntryPoint]:

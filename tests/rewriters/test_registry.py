@@ -24,7 +24,7 @@ def test_an_unknown_rewriter_stops_start_up_with_its_name() -> None:
 @pytest.mark.parametrize(
     ("argv", "enabled"),
     [
-        pytest.param([], ("headers", "css"), id="default"),
+        pytest.param([], ("headers", "css", "html"), id="default"),
         pytest.param(["--no-rewrite"], (), id="none"),
         pytest.param(["--rewriters", "headers"], ("headers",), id="chosen"),
         pytest.param(["--rewriters", " headers , "], ("headers",), id="spaces"),

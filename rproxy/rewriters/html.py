@@ -1,0 +1,204 @@
+"""The ``html`` rewriter (lxml): URLs in attributes, srcset, meta refresh, style, import maps.
+
+A page is parsed with lxml's HTML parser (it recovers from malformed markup), every URL-bearing
+attribute goes through the URL policy, ``style`` attributes and ``<style>`` blocks go through the
+css rewriter, ``<meta http-equiv=refresh>``, ``<base href>`` and ``<script type=importmap>`` are
+rewritten, and lxml serialises the result, escaping every attribute value, in the page's own
+encoding. The DOCTYPE, comments and script contents are kept; the markup comes back equivalent,
+not byte-identical: entities may be written as characters, empty elements get end tags, and
+lxml percent-encodes non-ASCII characters in URL attributes as UTF-8 (what browsers send for
+paths; for a query in a page that is not UTF-8, browsers would use the page's encoding).
+Pages are buffered up to the configured cap; a larger page passes through unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import lxml.html
+from lxml import etree
+from multidict import CIMultiDict
+
+from rproxy.rewriters.base import BodyRewriter, ResponseMeta, RewriteContext
+from rproxy.rewriters.buffered import BufferedBodyRewriter
+from rproxy.rewriters.css import rewrite_css
+from rproxy.rewriters.headers import rewrite_refresh
+
+Mapper = Callable[[str], str]
+URL_ATTRIBUTES = frozenset(
+    {
+        "href",
+        "src",
+        "action",
+        "formaction",
+        "poster",
+        "data",
+        "background",
+        "cite",
+        "longdesc",
+        "manifest",
+        "icon",
+        "ping",
+        "xlink:href",
+    }
+)
+SRCSET_ATTRIBUTES = frozenset({"srcset", "imagesrcset"})
+_DOCUMENT = re.compile(rb"<(?:!doctype|html|head|body)[\s>]", re.IGNORECASE)
+_DOCTYPE = re.compile(rb"<!doctype[\s>]", re.IGNORECASE)
+_META_CHARSET = re.compile(rb"<meta[^>]+charset", re.IGNORECASE)
+
+
+class HtmlRewriter:
+    name: ClassVar[str] = "html"
+
+    def matches(self, meta: ResponseMeta) -> bool:
+        return meta.mime_type == "text/html"
+
+    def rewrite_headers(self, headers: CIMultiDict[str], ctx: RewriteContext) -> None:
+        return None
+
+    def open_body(self, ctx: RewriteContext) -> BodyRewriter | None:
+        limit = int(ctx.options.get("max_bytes", 32 * 1024 * 1024))
+        return BufferedBodyRewriter(self.name, limit, lambda body: rewrite_html_bytes(body, ctx))
+
+
+def rewrite_html_bytes(body: bytes, ctx: RewriteContext) -> bytes:
+    """A whole page (or an HTML fragment), rewritten; a body without markup comes back as is."""
+    if not body.strip():
+        return body
+    if not _DOCUMENT.search(body[:4096]):
+        return _rewrite_fragment(body, ctx)
+    encoding = _declared_encoding(body, ctx.meta.charset)
+    parser = lxml.html.HTMLParser(encoding=encoding) if encoding else None
+    try:
+        root = lxml.html.document_fromstring(body, parser=parser)
+    except (etree.ParserError, ValueError, LookupError):
+        return body
+    tree = root.getroottree()
+    _rewrite_tree(root, ctx)
+    had_doctype = _DOCTYPE.search(body[:4096]) is not None
+    page: bytes = lxml.html.tostring(
+        tree,
+        doctype=tree.docinfo.doctype if had_doctype else "",  # lxml would invent HTML 4.0's
+        encoding=tree.docinfo.encoding or "utf-8",
+    )
+    return page if had_doctype else page.lstrip(b"\n")
+
+
+def _declared_encoding(body: bytes, header_charset: str | None) -> str | None:
+    """The header's charset; else None when the page declares its own (lxml reads it); else
+    UTF-8 when the bytes are UTF-8 (lxml would guess Latin-1 and garble URLs in attributes)."""
+    if header_charset:
+        return header_charset
+    if _META_CHARSET.search(body[:4096]) or body.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return None
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return "utf-8"
+
+
+def _rewrite_fragment(body: bytes, ctx: RewriteContext) -> bytes:
+    """A piece of HTML that is not a document (htmx-style partials): no html/body is added."""
+    encoding = ctx.meta.charset or "utf-8"
+    try:
+        text = body.decode(encoding)
+        parts = lxml.html.fragments_fromstring(text)
+    except (UnicodeDecodeError, LookupError, etree.ParserError, ValueError):
+        return body
+    out: list[str] = []
+    for part in parts:
+        if isinstance(part, str):
+            out.append(part)
+            continue
+        _rewrite_tree(part, ctx)
+        out.append(lxml.html.tostring(part, encoding="unicode"))
+    return "".join(out).encode(encoding, "xmlcharrefreplace")
+
+
+def _rewrite_tree(root: Any, ctx: RewriteContext) -> None:
+    for element in root.iter():
+        if isinstance(element.tag, str):
+            _rewrite_element(element, ctx)
+
+
+def _rewrite_element(element: Any, ctx: RewriteContext) -> None:
+    attributes = element.attrib
+    for name, value in attributes.items():
+        lower = name.lower()
+        if lower in URL_ATTRIBUTES:
+            attributes[name] = ctx.public_url(value)
+        elif lower in SRCSET_ATTRIBUTES:
+            attributes[name] = rewrite_srcset(value, ctx.public_url)
+        elif lower == "style":
+            attributes[name] = rewrite_css(value, ctx.public_url)
+    tag = element.tag.lower()
+    if tag == "style" and element.text:
+        element.text = rewrite_css(element.text, ctx.public_url)
+    elif tag == "meta" and attributes.get("http-equiv", "").lower() == "refresh":
+        content = attributes.get("content")
+        if content is not None:
+            attributes["content"] = rewrite_refresh(content, ctx)
+    elif tag == "script" and attributes.get("type", "").lower() == "importmap" and element.text:
+        element.text = _rewrite_import_map(element.text, ctx)
+
+
+def rewrite_srcset(srcset: str, mapper: Mapper) -> str:
+    """Each candidate URL of a srcset through ``mapper``; descriptors and separators kept.
+
+    Follows the HTML parsing rules: a URL is a run of non-space characters (commas included, as
+    in data: URLs), trailing commas end a candidate, and descriptors run to the next comma.
+    """
+    out: list[str] = []
+    i, n = 0, len(srcset)
+    while i < n:
+        start = i
+        while i < n and (srcset[i].isspace() or srcset[i] == ","):
+            i += 1
+        out.append(srcset[start:i])
+        start = i
+        while i < n and not srcset[i].isspace():
+            i += 1
+        url = srcset[start:i]
+        if not url:
+            break
+        bare = url.rstrip(",")
+        out.append(mapper(bare) + url[len(bare) :])
+        if bare != url:
+            continue
+        start, depth = i, 0
+        while i < n and (srcset[i] != "," or depth):
+            depth += {"(": 1, ")": -1}.get(srcset[i], 0)
+            i += 1
+        out.append(srcset[start:i])
+    return "".join(out)
+
+
+def _rewrite_import_map(text: str, ctx: RewriteContext) -> str:
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return text
+    if not isinstance(document, dict):
+        return text
+    imports = document.get("imports")
+    if isinstance(imports, dict):
+        document["imports"] = {k: _mapped(v, ctx) for k, v in imports.items()}
+    scopes = document.get("scopes")
+    if isinstance(scopes, dict):
+        document["scopes"] = {
+            ctx.public_url(scope): {k: _mapped(v, ctx) for k, v in table.items()}
+            if isinstance(table, dict)
+            else table
+            for scope, table in scopes.items()
+        }
+    # "<" as a JSON escape: no "</script>" can appear inside the element.
+    return json.dumps(document).replace("<", "\\u003c")
+
+
+def _mapped(value: Any, ctx: RewriteContext) -> Any:
+    return ctx.public_url(value) if isinstance(value, str) else value
