@@ -102,6 +102,7 @@ class UrlMapper:
         self.prefix = normalize_prefix(prefix)
         self.upstream = upstream.origin()
         self._segments = self.prefix.strip("/").split("/") if self.prefix != "/" else []
+        self._bare_prefix = self.prefix.rstrip("/")
         self._decoded = [unquote(s) for s in self._segments]
 
     def route(self, target: str) -> Route:
@@ -147,19 +148,24 @@ class UrlMapper:
         fragments, ``data:``, ``javascript:``, ``mailto:``, other origins. No result is ever
         cross-origin unless its input was.
         """
+        if url[:1] == "/" and url[1:2] not in ("/", "\\") and not url[-1].isspace():
+            return self._root_relative(url)  # the common case, without stripping
         text = url.strip()
         if text[:2] in ("//", "/\\", "\\/", "\\\\"):  # scheme-relative, as browsers read it
             return self._same_origin_path(url, "http:" + text.replace("\\", "/"), public_host)
         if text.startswith("/"):
-            if self.prefix == "/":
-                return url
-            path = text.split("?", 1)[0].split("#", 1)[0]
-            if path == self.public_prefix or path.startswith(self.prefix):
-                return url
-            return self.prefix + text[1:]
+            return url if self._root_relative(text) == text else self.prefix + text[1:]
         if text[:8].lower().startswith(("http://", "https://")):
             return self._same_origin_path(url, text, public_host)
         return url
+
+    def _root_relative(self, path: str) -> str:
+        """``path`` (starting with one slash) under the prefix, unless it is there already."""
+        if self.prefix == "/" or path.startswith(self.prefix):
+            return path
+        if path.split("?", 1)[0].split("#", 1)[0] == self._bare_prefix:
+            return path
+        return self.prefix + path[1:]
 
     def _same_origin_path(self, original: str, absolute: str, public_host: str | None) -> str:
         try:

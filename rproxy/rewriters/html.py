@@ -46,6 +46,7 @@ URL_ATTRIBUTES = frozenset(
     }
 )
 SRCSET_ATTRIBUTES = frozenset({"srcset", "imagesrcset"})
+_TEXT_TAGS = frozenset({"style", "script"})
 _DOCUMENT = re.compile(rb"<(?:!doctype|html|head|body)[\s>]", re.IGNORECASE)
 _DOCTYPE = re.compile(rb"<!doctype[\s>]", re.IGNORECASE)
 _META_CHARSET = re.compile(rb"<meta[^>]+charset", re.IGNORECASE)
@@ -72,10 +73,11 @@ def rewrite_html_bytes(body: bytes, ctx: RewriteContext) -> bytes:
     if not _DOCUMENT.search(body[:4096]):
         return _rewrite_fragment(body, ctx)
     encoding = _declared_encoding(body, ctx.meta.charset)
-    parser = lxml.html.HTMLParser(encoding=encoding) if encoding else None
     try:
-        root = lxml.html.document_fromstring(body, parser=parser)
+        root = etree.fromstring(body, etree.HTMLParser(encoding=encoding))
     except (etree.ParserError, ValueError, LookupError):
+        return body
+    if root is None:
         return body
     tree = root.getroottree()
     _rewrite_tree(root, ctx)
@@ -121,22 +123,21 @@ def _rewrite_fragment(body: bytes, ctx: RewriteContext) -> bytes:
 
 
 def _rewrite_tree(root: Any, ctx: RewriteContext) -> None:
-    for element in root.iter():
-        if isinstance(element.tag, str):
+    for element in root.iter(etree.Element):
+        if element.attrib or element.tag in _TEXT_TAGS:
             _rewrite_element(element, ctx)
 
 
 def _rewrite_element(element: Any, ctx: RewriteContext) -> None:
     attributes = element.attrib
-    for name, value in attributes.items():
-        lower = name.lower()
-        if lower in URL_ATTRIBUTES:
+    for name, value in attributes.items():  # libxml2's HTML parser lower-cases names
+        if name in URL_ATTRIBUTES:
             attributes[name] = ctx.public_url(value)
-        elif lower in SRCSET_ATTRIBUTES:
+        elif name in SRCSET_ATTRIBUTES:
             attributes[name] = rewrite_srcset(value, ctx.public_url)
-        elif lower == "style":
+        elif name == "style":
             attributes[name] = rewrite_css(value, ctx.public_url)
-    tag = element.tag.lower()
+    tag = element.tag
     if tag == "style" and element.text:
         element.text = rewrite_css(element.text, ctx.public_url)
     elif tag == "meta" and attributes.get("http-equiv", "").lower() == "refresh":
