@@ -42,7 +42,7 @@ SCENARIOS = (
     Scenario("get_1k_c1", "1 KiB GET c=1", "http", "req/s", 1, "/1k.bin"),
     Scenario("get_1k_c32", "1 KiB GET c=32", "http", "req/s", 32, "/1k.bin"),
     Scenario("get_1m_c8", "1 MiB GET c=8", "http", "req/s", 8, "/1m.bin"),
-    Scenario("get_html_c8", "html 100 KiB GET c=8 (no rewriting yet)", "http", "req/s", 8,
+    Scenario("get_html_c8", "html 100 KiB GET c=8 (rproxy rewrites)", "http", "req/s", 8,
              "/page.html"),
     Scenario("ws_rtt", "WS round trip 100 B", "ws_rtt", "msg/s", 1),
     Scenario("ws_100b_x8", "WS 100 B x8 conns, 16 in flight", "ws_stream", "msg/s", 8, window=16),
