@@ -77,8 +77,8 @@ async def test_app_js_uses_root_relative_endpoints(client: DemoClient) -> None:
     resp = await client.get("/static/app.js")
     assert resp.status == 200
     text = await resp.text()
-    assert 'new EventSource("/events")' in text
-    assert 'location.host + "/ws"' in text
+    assert 'new EventSource("events")' in text
+    assert 'new URL("ws", document.baseURI)' in text
     assert 'location.protocol === "https:" ? "wss:" : "ws:"' in text
 
 

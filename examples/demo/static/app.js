@@ -21,7 +21,9 @@ function appendLog(list, text) {
 function startEvents() {
   const status = document.getElementById("event-status");
   const log = document.getElementById("event-log");
-  const source = new EventSource("/events");
+  // URLs in scripts are relative to the page, so they work at / and under any proxy prefix
+  // (rproxy rewrites URLs in HTML and CSS, not in JavaScript).
+  const source = new EventSource("events");
   source.onopen = () => setStatus(status, "connected", true);
   source.onmessage = (event) => appendLog(log, event.data);
   source.onerror = () => {
@@ -37,8 +39,8 @@ function startWebSocket() {
   const input = document.getElementById("ws-message");
   const send = document.getElementById("ws-send");
   const reconnect = document.getElementById("ws-reconnect");
-  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  const url = scheme + "//" + location.host + "/ws";
+  const url = new URL("ws", document.baseURI);
+  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
   document.getElementById("ws-url").textContent = url;
   let socket = null;
 

@@ -1,0 +1,54 @@
+"""What a browser sees: the demo app under a prefix in headless Chromium, through rproxy."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from playwright.async_api import Browser, async_playwright
+from support import StartProxy, StartUpstream
+
+from examples.demo.app import make_demo_app
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package, installed by scripts/setup.sh
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def test_the_demo_page_works_under_a_prefix(
+    browser: Browser, start_upstream: StartUpstream, start_proxy: StartProxy
+) -> None:
+    proxy = await start_proxy(await start_upstream(make_demo_app()), prefix="/user/me/")
+    page = await browser.new_page()
+    loaded: list[tuple[int, str]] = []
+    page.on("response", lambda response: loaded.append((response.status, response.url)))
+    await page.goto(str(proxy / "user/me/"))
+    await page.wait_for_selector("#event-log li", timeout=20_000)
+    await page.wait_for_function(
+        "document.getElementById('ws-status').textContent === 'connected'", timeout=20_000
+    )
+    await page.fill("#ws-message", "hello browser")
+    await page.click("#ws-send")
+    await page.wait_for_selector("#ws-log li:has-text('echo: hello browser')", timeout=20_000)
+    assert await page.evaluate("document.querySelector('header img').naturalWidth") > 0
+    urls = [url for _, url in loaded]
+    assert all(status < 400 for status, _ in loaded), loaded
+    assert all("/user/me/" in url for url in urls), urls
+    assert any(url.endswith("/user/me/static/style.css") for url in urls)
