@@ -1,12 +1,14 @@
-"""What a browser sees: the demo app under a prefix in headless Chromium, through rproxy."""
+"""What a browser sees, in headless Chromium through rproxy under a prefix: the demo, Streamlit."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, async_playwright
-from support import StartProxy, StartUpstream
+from support import StartProxy, StartUpstream, ready, running
 
 from examples.demo.app import make_demo_app
 
@@ -52,3 +54,22 @@ async def test_the_demo_page_works_under_a_prefix(
     assert all(status < 400 for status, _ in loaded), loaded
     assert all("/user/me/" in url for url in urls), urls
     assert any(url.endswith("/user/me/static/style.css") for url in urls)
+
+
+async def test_streamlit_renders_under_a_prefix(
+    browser: Browser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A real app's page: its HTML, scripts, styles and WebSocket all through rproxy, rewritten.
+    monkeypatch.setenv("STREAMLIT_BROWSER_GATHER_USAGE_STATS", "false")
+    streamlit = str(Path(sys.executable).parent / "streamlit")
+    argv = ["--prefix", "/user/me/", "--ready-timeout", "60", "--", streamlit, "hello",
+            "--server.port", "{port}", "--server.headless", "true"]  # fmt: skip
+    async with running(*argv) as (url, launcher):
+        await ready(launcher)
+        page = await browser.new_page()
+        loaded: list[tuple[int, str]] = []
+        page.on("response", lambda response: loaded.append((response.status, response.url)))
+        await page.goto(str(url / "user/me/"))
+        await page.wait_for_selector("text=Welcome to Streamlit", timeout=60_000)
+    assert len(loaded) > 10
+    assert all(status < 400 for status, _ in loaded), [x for x in loaded if x[0] >= 400]
