@@ -41,15 +41,19 @@ async def test_the_demo_page_works_under_a_prefix(
     page = await browser.new_page()
     loaded: list[tuple[int, str]] = []
     page.on("response", lambda response: loaded.append((response.status, response.url)))
-    await page.goto(str(proxy / "user/me/"))
-    await page.wait_for_selector("#event-log li", timeout=20_000)
-    await page.wait_for_function(
-        "document.getElementById('ws-status').textContent === 'connected'", timeout=20_000
-    )
-    await page.fill("#ws-message", "hello browser")
-    await page.click("#ws-send")
-    await page.wait_for_selector("#ws-log li:has-text('echo: hello browser')", timeout=20_000)
-    assert await page.evaluate("document.querySelector('header img').naturalWidth") > 0
+    try:
+        await page.goto(str(proxy / "user/me/"))
+        await page.wait_for_selector("#event-log li", timeout=20_000)
+        await page.wait_for_function(
+            "document.getElementById('ws-status').textContent === 'connected'", timeout=20_000
+        )
+        await page.fill("#ws-message", "hello browser")
+        await page.click("#ws-send")
+        await page.wait_for_selector("#ws-log li:has-text('echo: hello browser')", timeout=20_000)
+        logo_width = await page.evaluate("document.querySelector('header img').naturalWidth")
+    finally:
+        await page.close()  # ends the event stream and the WebSocket before the servers stop
+    assert logo_width > 0
     urls = [url for _, url in loaded]
     assert all(status < 400 for status, _ in loaded), loaded
     assert all("/user/me/" in url for url in urls), urls
@@ -69,7 +73,10 @@ async def test_streamlit_renders_under_a_prefix(
         page = await browser.new_page()
         loaded: list[tuple[int, str]] = []
         page.on("response", lambda response: loaded.append((response.status, response.url)))
-        await page.goto(str(url / "user/me/"))
-        await page.wait_for_selector("text=Welcome to Streamlit", timeout=60_000)
+        try:
+            await page.goto(str(url / "user/me/"))
+            await page.wait_for_selector("text=Welcome to Streamlit", timeout=60_000)
+        finally:
+            await page.close()
     assert len(loaded) > 10
     assert all(status < 400 for status, _ in loaded), [x for x in loaded if x[0] >= 400]
