@@ -15,6 +15,7 @@ from typing import Literal, get_args
 from yarl import URL
 
 from rproxy.errors import ConfigError
+from rproxy.rewriters.buffered import DEFAULT_MAX_BYTES
 from rproxy.urls import normalize_prefix
 
 HostHeader = Literal["preserve", "upstream"]
@@ -178,7 +179,7 @@ class Config:
     grace_period: float = 10.0
     workers: int = 1
     rewriters: tuple[str, ...] = ("headers", "css", "html")
-    rewrite_max_bytes: int = 32 * 1024 * 1024
+    rewrite_max_bytes: int = DEFAULT_MAX_BYTES
     hub: HubOptions = field(default_factory=HubOptions)
     log_level: LogLevel = "INFO"
 

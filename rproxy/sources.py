@@ -19,6 +19,7 @@ from yarl import URL
 
 from rproxy.config import ChildConfig, Config, HubOptions, Timeouts, TrustedProxies, Upstream
 from rproxy.errors import ConfigError
+from rproxy.rewriters.buffered import DEFAULT_MAX_BYTES
 from rproxy.rewriters.registry import DEFAULT as DEFAULT_REWRITERS
 
 _NUMBER = (int, float)
@@ -128,7 +129,7 @@ def load_config(
         grace_period=get("grace_period", 10.0),
         workers=get("workers", 1),
         rewriters=_rewriters(given),
-        rewrite_max_bytes=get("rewrite_max_bytes", 32 * 1024 * 1024),
+        rewrite_max_bytes=get("rewrite_max_bytes", DEFAULT_MAX_BYTES),
         hub=HubOptions(
             authtype=get("authtype", "oauth" if environ.get("JUPYTERHUB_API_TOKEN") else "none"),
             last_activity_interval=get("last_activity_interval", 300),

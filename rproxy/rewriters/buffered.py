@@ -10,7 +10,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from rproxy.rewriters.base import BodyRewriter, RewriteContext
+
 logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_BYTES = 32 * 1024 * 1024
 
 
 class BufferedBodyRewriter:
@@ -39,3 +43,9 @@ class BufferedBodyRewriter:
             return b""
         body, self._held = b"".join(self._held), None
         return self._transform(body)
+
+
+def buffered(name: str, ctx: RewriteContext, transform: Callable[[bytes], bytes]) -> BodyRewriter:
+    """A BufferedBodyRewriter capped at ``ctx.options["max_bytes"]`` (``--rewrite-max-bytes``)."""
+    limit = int(ctx.options.get("max_bytes", DEFAULT_MAX_BYTES))
+    return BufferedBodyRewriter(name, limit, transform)

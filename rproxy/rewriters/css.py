@@ -23,7 +23,7 @@ from tinycss2.bytes import decode_stylesheet_bytes
 from tinycss2.serializer import serialize_string_value, serialize_url
 
 from rproxy.rewriters.base import BodyRewriter, ResponseMeta, RewriteContext
-from rproxy.rewriters.buffered import BufferedBodyRewriter
+from rproxy.rewriters.buffered import buffered
 
 Mapper = Callable[[str], str]
 _BOM = b"\xef\xbb\xbf"
@@ -40,8 +40,7 @@ class CssRewriter:
         return None
 
     def open_body(self, ctx: RewriteContext) -> BodyRewriter | None:
-        limit = int(ctx.options.get("max_bytes", 32 * 1024 * 1024))
-        return BufferedBodyRewriter(self.name, limit, lambda body: rewrite_css_bytes(body, ctx))
+        return buffered(self.name, ctx, lambda body: rewrite_css_bytes(body, ctx))
 
 
 def rewrite_css_bytes(body: bytes, ctx: RewriteContext) -> bytes:

@@ -23,7 +23,7 @@ from lxml import etree
 from multidict import CIMultiDict
 
 from rproxy.rewriters.base import BodyRewriter, ResponseMeta, RewriteContext
-from rproxy.rewriters.buffered import BufferedBodyRewriter
+from rproxy.rewriters.buffered import buffered
 from rproxy.rewriters.css import rewrite_css
 from rproxy.rewriters.headers import rewrite_refresh
 
@@ -62,8 +62,7 @@ class HtmlRewriter:
         return None
 
     def open_body(self, ctx: RewriteContext) -> BodyRewriter | None:
-        limit = int(ctx.options.get("max_bytes", 32 * 1024 * 1024))
-        return BufferedBodyRewriter(self.name, limit, lambda body: rewrite_html_bytes(body, ctx))
+        return buffered(self.name, ctx, lambda body: rewrite_html_bytes(body, ctx))
 
 
 def rewrite_html_bytes(body: bytes, ctx: RewriteContext) -> bytes:
