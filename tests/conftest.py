@@ -13,10 +13,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from support import StartProxy, StartUpstream
+from support import StartProxy, StartUpstream, listen
 from yarl import URL
 
 from rproxy.app import make_runner
+from rproxy.auth import Authenticator
+from rproxy.rewriters.base import Rewriter
 from rproxy.sources import load_config
 
 
@@ -40,14 +42,17 @@ async def start_proxy() -> AsyncIterator[StartProxy]:
     """Start rproxy in front of ``upstream`` with command-line style ``options``; return its URL."""
     runners: list[web.AppRunner] = []
 
-    async def start(upstream: URL | str, **options: Any) -> URL:
+    async def start(
+        upstream: URL | str,
+        *,
+        rewriter_instances: list[Rewriter] | None = None,
+        authenticator: Authenticator | None = None,
+        **options: Any,
+    ) -> URL:
         config = load_config({"upstream": str(upstream), **options}, {})
-        runner = make_runner(config)
-        await runner.setup()
+        runner = make_runner(config, rewriters=rewriter_instances, authenticator=authenticator)
         runners.append(runner)
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        host, port = runner.addresses[0][:2]
-        return URL.build(scheme="http", host=host, port=port)
+        return await listen(runner)
 
     yield start
     for runner in runners:

@@ -21,6 +21,14 @@ StartUpstream = Callable[[web.Application], Awaitable[URL]]
 StartProxy = Callable[..., Awaitable[URL]]
 
 
+async def listen(runner: web.AppRunner) -> URL:
+    """Set ``runner`` up and serve it on a free port of 127.0.0.1; return its base URL."""
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    host, port = runner.addresses[0][:2]
+    return URL.build(scheme="http", host=host, port=port)
+
+
 async def raw_exchange(url: URL, request: bytes) -> bytes:
     """Send raw bytes to ``url``'s host and port; return everything read until the peer closes."""
     assert url.host is not None
@@ -51,11 +59,8 @@ async def running(
     """rproxy in this process, wrapping a command, on a free port; yields its URL and launcher."""
     config = parse_config(["--ip", "127.0.0.1", "--port", "0", *argv], env or {})
     runner = make_runner(config)
-    await runner.setup()
     try:
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        host, port = runner.addresses[0][:2]
-        yield URL.build(scheme="http", host=host, port=port), runner.app[LAUNCHER]
+        yield await listen(runner), runner.app[LAUNCHER]
     finally:
         await runner.cleanup()
 

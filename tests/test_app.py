@@ -7,7 +7,7 @@ import asyncio
 import aiohttp
 import pytest
 from aiohttp import web
-from support import StartUpstream
+from support import StartUpstream, listen
 
 from rproxy.app import make_runner
 from rproxy.sources import load_config
@@ -27,9 +27,8 @@ async def test_shutdown_refuses_new_connections_and_lets_in_flight_requests_fini
     app.router.add_get("/slow", slow)
     upstream = await start_upstream(app)
     runner = make_runner(load_config({"upstream": str(upstream)}, {}))
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    host, port = runner.addresses[0][:2]
+    url = await listen(runner)
+    host, port = url.host, url.port
 
     async def fetch() -> str:
         async with http.get(f"http://{host}:{port}/slow") as resp:

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import WSMsgType, web
-from support import StartProxy, StartUpstream
+from support import StartProxy, StartUpstream, listen
 from yarl import URL
 
 from examples.demo.app import make_demo_app
@@ -330,26 +330,17 @@ class _HeaderAuth:
 
 
 async def test_an_unauthenticated_upgrade_gets_403_before_any_upstream_connection(
-    upstream: tuple[Upstream, URL], http: aiohttp.ClientSession
+    upstream: tuple[Upstream, URL], start_proxy: StartProxy, http: aiohttp.ClientSession
 ) -> None:
     server, upstream_url = upstream
-    runner = make_runner(
-        load_config({"upstream": str(upstream_url)}, {}), authenticator=_HeaderAuth()
-    )
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        host, port = runner.addresses[0][:2]
-        url = URL.build(scheme="http", host=host, port=port, path="/echo")
-        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-            await http.ws_connect(url)
-        assert refused.value.status == 403
-        assert server.handshakes == []
-        async with http.ws_connect(url, headers={"X-Test-Auth": "let-me-in"}) as ws:
-            await ws.send_str("in")
-            assert await ws.receive_str() == "in"
-    finally:
-        await runner.cleanup()
+    url = await start_proxy(upstream_url, authenticator=_HeaderAuth()) / "echo"
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await http.ws_connect(url)
+    assert refused.value.status == 403
+    assert server.handshakes == []
+    async with http.ws_connect(url, headers={"X-Test-Auth": "let-me-in"}) as ws:
+        await ws.send_str("in")
+        assert await ws.receive_str() == "in"
 
 
 async def test_shutdown_closes_open_websockets_with_1001(
@@ -357,10 +348,7 @@ async def test_shutdown_closes_open_websockets_with_1001(
 ) -> None:
     server, upstream_url = upstream
     runner = make_runner(load_config({"upstream": str(upstream_url)}, {}))
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    host, port = runner.addresses[0][:2]
-    async with http.ws_connect(f"http://{host}:{port}/ping-observer") as ws:
+    async with http.ws_connect(await listen(runner) / "ping-observer") as ws:
         shutdown = asyncio.create_task(runner.cleanup())
         msg = await asyncio.wait_for(ws.receive(), timeout=10)
         await asyncio.wait_for(shutdown, timeout=20)

@@ -18,10 +18,8 @@ from multidict import CIMultiDict
 from support import StartProxy, StartUpstream
 from yarl import URL
 
-from rproxy.app import make_runner
 from rproxy.rewriters.base import ResponseMeta, RewriteContext
 from rproxy.rewriters.css import CssRewriter, rewrite_css
-from rproxy.sources import load_config
 from rproxy.streams import BodyPipeline
 from rproxy.urls import UrlMapper
 
@@ -211,19 +209,13 @@ class _FailsAtTheEnd:
 
 
 async def test_a_body_rewriter_failing_midway_aborts_the_response(
-    start_upstream: StartUpstream, http: aiohttp.ClientSession
+    start_upstream: StartUpstream, start_proxy: StartProxy, http: aiohttp.ClientSession
 ) -> None:
     upstream = await _serve_css(start_upstream)
-    runner = make_runner(load_config({"upstream": str(upstream)}, {}), rewriters=[_FailsAtTheEnd()])
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        host, port = runner.addresses[0][:2]
-        async with http.get(f"http://{host}:{port}/a.css") as resp:
-            with pytest.raises(aiohttp.ClientPayloadError):
-                await resp.read()
-    finally:
-        await runner.cleanup()
+    proxy = await start_proxy(upstream, rewriter_instances=[_FailsAtTheEnd()])
+    async with http.get(proxy / "a.css") as resp:
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await resp.read()
 
 
 @pytest.mark.parametrize(

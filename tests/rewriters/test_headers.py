@@ -13,11 +13,9 @@ from multidict import CIMultiDict
 from support import StartProxy, StartUpstream
 from yarl import URL
 
-from rproxy.app import make_runner
 from rproxy.rewriters.base import BodyRewriter, ResponseMeta, RewriteContext
 from rproxy.rewriters.chain import rewrite_response
 from rproxy.rewriters.headers import HeaderRewriter
-from rproxy.sources import load_config
 from rproxy.urls import UrlMapper
 
 URLS = UrlMapper("/user/alice/", URL("http://127.0.0.1:8888"))
@@ -157,7 +155,7 @@ async def test_no_rewrite_passes_headers_unchanged(
 
 
 async def test_a_failing_rewriter_never_affects_other_requests(
-    start_upstream: StartUpstream, http: aiohttp.ClientSession
+    start_upstream: StartUpstream, start_proxy: StartProxy, http: aiohttp.ClientSession
 ) -> None:
     async def page(request: web.Request) -> web.Response:
         return web.Response(text="ok", headers={"Location": "/elsewhere"})
@@ -165,17 +163,8 @@ async def test_a_failing_rewriter_never_affects_other_requests(
     app = web.Application()
     app.router.add_get("/{tail:.*}", page)
     upstream = await start_upstream(app)
-    config = load_config({"upstream": str(upstream), "prefix": "/p/"}, {})
-    runner = make_runner(config, rewriters=[_Broken()])
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        host, port = runner.addresses[0][:2]
-        bodies = await asyncio.gather(
-            *(_get(http, f"http://{host}:{port}/p/{n}") for n in range(20))
-        )
-    finally:
-        await runner.cleanup()
+    proxy = await start_proxy(upstream, prefix="/p/", rewriter_instances=[_Broken()])
+    bodies = await asyncio.gather(*(_get(http, str(proxy / f"p/{n}")) for n in range(20)))
     assert bodies == [("ok", "/elsewhere")] * 20
 
 
