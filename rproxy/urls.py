@@ -163,7 +163,10 @@ class UrlMapper:
         """``path`` (starting with one slash) under the prefix, unless it is there already."""
         if self.prefix == "/" or path.startswith(self.prefix):
             return path
-        if path.split("?", 1)[0].split("#", 1)[0] == self._bare_prefix:
+        if (
+            path.startswith(self._bare_prefix)
+            and path.split("?", 1)[0].split("#", 1)[0] == self._bare_prefix
+        ):
             return path
         return self.prefix + path[1:]
 

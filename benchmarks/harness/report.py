@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 from harness.loads import Measurement, Scenario
+from harness.targets import HTML_SIZE
 
 Cell = tuple[str, str]  # (target, scenario key)
 
@@ -172,6 +173,21 @@ def _tail_check(summaries: dict[Cell, Summary]) -> Check:
     return Check(name, "PASS" if added < 5000 else "FAIL", f"rproxy +{_us(added)}")
 
 
+def _html_check(summaries: dict[Cell, Summary]) -> Check:
+    name = "HTML rewriting, 100 KiB page, proxy on one core: rproxy >= 30 MB/s"
+    try:
+        ours = _get(summaries, "rproxy", "get_html_c8")
+    except LookupError as error:
+        return Check(name, "SKIP", str(error))
+    rate = ours.rate * HTML_SIZE / 1e6
+    detail = f"rproxy {rate:.1f} MB/s"
+    if ours.cpu_us_per_op:
+        detail += f", {HTML_SIZE / ours.cpu_us_per_op:.1f} MB per CPU second"
+    if ours.added_p50_us is not None:
+        detail += f", added p50 {_us(ours.added_p50_us)}"
+    return Check(name, "PASS" if rate >= 30 else "FAIL", detail)
+
+
 def checks(summaries: dict[Cell, Summary]) -> list[Check]:
     return [
         _cpu_check(summaries),
@@ -179,6 +195,7 @@ def checks(summaries: dict[Cell, Summary]) -> list[Check]:
         _ratio_check(summaries, "get_1k_c32", "jhsingle", 5.0, "1 KiB c=32 throughput"),
         _ratio_check(summaries, "get_1m_c8", "nginx-proxy", 0.9, "1 MiB c=8 throughput"),
         _ws_check(summaries),
+        _html_check(summaries),
         _tail_check(summaries),
     ]
 

@@ -52,8 +52,28 @@ _DOCTYPE = re.compile(rb"<!doctype[\s>]", re.IGNORECASE)
 _META_CHARSET = re.compile(rb"<meta[^>]+charset", re.IGNORECASE)
 
 
+class HtmlParsers:
+    """lxml HTML parsers by encoding, reused across responses: building one costs about as much
+    as parsing a 100 KiB page. Rewriting is synchronous, so a parser runs one parse at a time."""
+
+    def __init__(self, size: int = 8) -> None:
+        self._size = size
+        self._parsers: dict[str | None, etree.HTMLParser] = {}
+
+    def get(self, encoding: str | None) -> etree.HTMLParser:
+        parser = self._parsers.get(encoding)
+        if parser is None:
+            parser = etree.HTMLParser(encoding=encoding)  # LookupError for an unknown encoding
+            if len(self._parsers) < self._size:
+                self._parsers[encoding] = parser
+        return parser
+
+
 class HtmlRewriter:
     name: ClassVar[str] = "html"
+
+    def __init__(self) -> None:
+        self._parsers = HtmlParsers()
 
     def matches(self, meta: ResponseMeta) -> bool:
         return meta.mime_type == "text/html"
@@ -62,10 +82,12 @@ class HtmlRewriter:
         return None
 
     def open_body(self, ctx: RewriteContext) -> BodyRewriter | None:
-        return buffered(self.name, ctx, lambda body: rewrite_html_bytes(body, ctx))
+        return buffered(self.name, ctx, lambda body: rewrite_html_bytes(body, ctx, self._parsers))
 
 
-def rewrite_html_bytes(body: bytes, ctx: RewriteContext) -> bytes:
+def rewrite_html_bytes(
+    body: bytes, ctx: RewriteContext, parsers: HtmlParsers | None = None
+) -> bytes:
     """A whole page (or an HTML fragment), rewritten; a body without markup comes back as is."""
     if not body.strip():
         return body
@@ -73,7 +95,7 @@ def rewrite_html_bytes(body: bytes, ctx: RewriteContext) -> bytes:
         return _rewrite_fragment(body, ctx)
     encoding = _declared_encoding(body, ctx.meta.charset)
     try:
-        root = etree.fromstring(body, etree.HTMLParser(encoding=encoding))
+        root = etree.fromstring(body, (parsers or HtmlParsers()).get(encoding))
     except (etree.ParserError, ValueError, LookupError):
         return body
     if root is None:
@@ -131,11 +153,15 @@ def _rewrite_element(element: Any, ctx: RewriteContext) -> None:
     attributes = element.attrib
     for name, value in attributes.items():  # libxml2's HTML parser lower-cases names
         if name in URL_ATTRIBUTES:
-            attributes[name] = ctx.public_url(value)
+            new = ctx.public_url(value)
         elif name in SRCSET_ATTRIBUTES:
-            attributes[name] = rewrite_srcset(value, ctx.public_url)
+            new = rewrite_srcset(value, ctx.public_url)
         elif name == "style":
-            attributes[name] = rewrite_css(value, ctx.public_url)
+            new = rewrite_css(value, ctx.public_url)
+        else:
+            continue
+        if new != value:
+            attributes[name] = new
     tag = element.tag
     if tag == "style" and element.text:
         element.text = rewrite_css(element.text, ctx.public_url)

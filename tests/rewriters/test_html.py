@@ -15,7 +15,12 @@ from yarl import URL
 
 from examples.demo.app import make_demo_app
 from rproxy.rewriters.base import ResponseMeta, RewriteContext
-from rproxy.rewriters.html import URL_ATTRIBUTES, rewrite_html_bytes, rewrite_srcset
+from rproxy.rewriters.html import (
+    URL_ATTRIBUTES,
+    HtmlParsers,
+    rewrite_html_bytes,
+    rewrite_srcset,
+)
 from rproxy.urls import UrlMapper
 
 MAPPER = UrlMapper("/user/alice/", URL("http://127.0.0.1:8888"))
@@ -151,3 +156,19 @@ async def test_the_demo_page_works_under_a_prefix(
     for resource in resources:
         async with http.get(proxy.with_path(resource.split("?")[0])) as resp:
             assert resp.status == 200, resource
+
+
+def test_parsers_reused_across_responses_keep_no_state_between_them() -> None:
+    # One HtmlParsers serves every response of an app; each page must come out as if parsed alone.
+    pages = [
+        ("<html><body><a href='/x'><b>unclosed <i>tags", "utf-8"),
+        (_doc("<a href='/caf\u00e9'>caf\u00e9</a>"), "iso-8859-1"),
+        (_doc("<img src='/a.png'><p id=dup><p id=dup>"), None),
+        ("<!DOCTYPE html><html><head><meta charset='utf-8'></head><body>\u00fc</body>", None),
+        ("<html><body><a href='/x'><b>unclosed <i>tags", "utf-8"),
+    ]
+    shared = HtmlParsers()
+    for page, charset in pages:
+        ctx = RewriteContext(MAPPER, ResponseMeta(200, "text/html", charset, "", "/"))
+        body = page.encode(charset or "utf-8")
+        assert rewrite_html_bytes(body, ctx, shared) == rewrite_html_bytes(body, ctx)
