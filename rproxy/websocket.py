@@ -57,8 +57,8 @@ async def proxy_websocket(
     """Relay the WebSocket ``request`` to ``url``; returns when both sides are closed."""
     offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")]
     deflate = "permessage-deflate" in request.headers.get("Sec-WebSocket-Extensions", "")
-    probe = web.WebSocketResponse()
-    if not probe.can_prepare(request).ok:
+    unoffered = _without_offered_protocols(request) if any(offered) else request
+    if not web.WebSocketResponse().can_prepare(unoffered).ok:
         return plain_response(400, "Not a valid WebSocket request.")
     for name in _HANDSHAKE_HEADERS:
         headers.popall(name, None)
@@ -95,13 +95,22 @@ async def proxy_websocket(
     for cookie in _handshake_cookies(upstream):
         response.headers.add("Set-Cookie", cookie)
     try:
-        await response.prepare(request)
+        await response.prepare(request if upstream.protocol else unoffered)
         open_sockets.add(response)
         await _relay(response, upstream)
     finally:
         open_sockets.discard(response)
         await upstream.close(code=WSCloseCode.GOING_AWAY)
     return response
+
+
+def _without_offered_protocols(request: web.Request) -> web.Request:
+    """``request`` without Sec-WebSocket-Protocol: the upstream chose none, so the client gets
+    none, and aiohttp does not log the client's offer as a mismatch (apps such as Streamlit send
+    a token there, and tokens never reach the log)."""
+    headers = CIMultiDict(request.headers)
+    headers.popall("Sec-WebSocket-Protocol")
+    return request.clone(headers=headers)
 
 
 def _handshake_cookies(upstream: aiohttp.ClientWebSocketResponse[Any]) -> list[str]:

@@ -41,6 +41,7 @@ class Upstream:
             ("/slow", self.slow),
             ("/ping-observer", self.ping_observer),
             ("/drop", self.drop),
+            ("/no-subprotocol", self.no_subprotocol),
         ):
             self.app.router.add_get(path, handler)
 
@@ -59,6 +60,15 @@ class Upstream:
             elif msg.type is WSMsgType.BINARY:
                 await ws.send_bytes(msg.data)
         self.closes.append((ws.close_code, ""))
+        return ws
+
+    async def no_subprotocol(self, request: web.Request) -> web.WebSocketResponse:
+        # Like Streamlit's server: reads the offer, chooses no subprotocol, logs nothing about it.
+        self.handshakes.append(dict(request.headers))
+        ws = web.WebSocketResponse()
+        await ws.prepare(request.clone(headers={**request.headers, "Sec-WebSocket-Protocol": ""}))
+        async for msg in ws:
+            await ws.send_str(msg.data)
         return ws
 
     async def close_4000(self, request: web.Request) -> web.WebSocketResponse:
@@ -161,6 +171,21 @@ async def test_no_subprotocol_is_forced_on_the_client(
         assert ws.protocol is None
     async with http.ws_connect(url / "echo", protocols=("chat.v1",)) as ws:
         assert ws.protocol == "chat.v1"
+
+
+async def test_an_offer_the_upstream_ignores_is_not_logged(
+    proxied: tuple[Upstream, URL], http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Streamlit offers "streamlit, <XSRF token>"; aiohttp would log the whole offer as a mismatch.
+    server, url = proxied
+    offer = ("streamlit", "2|secret-token-1234")
+    async with http.ws_connect(url / "no-subprotocol", protocols=offer) as ws:
+        await ws.send_str("still works")
+        echoed = await ws.receive_str()
+        assert ws.protocol is None
+    assert echoed == "still works"
+    assert "secret-token-1234" in server.handshakes[0]["Sec-WebSocket-Protocol"]
+    assert not [r.getMessage() for r in caplog.records if "secret-token-1234" in r.getMessage()]
 
 
 async def test_fragmented_messages_arrive_whole(proxied: tuple[Upstream, URL]) -> None:
