@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+from collections import Counter
+from collections.abc import Callable
 from urllib.parse import unquote
 
 import aiohttp
+import brotli
 import lxml.html
 import pytest
 from hypothesis import given
@@ -18,9 +22,11 @@ from rproxy.rewriters.base import ResponseMeta, RewriteContext
 from rproxy.rewriters.html import (
     URL_ATTRIBUTES,
     HtmlParsers,
+    HtmlRewriter,
     rewrite_html_bytes,
     rewrite_srcset,
 )
+from rproxy.streams import BodyPipeline
 from rproxy.urls import UrlMapper
 
 MAPPER = UrlMapper("/user/alice/", URL("http://127.0.0.1:8888"))
@@ -172,3 +178,33 @@ def test_parsers_reused_across_responses_keep_no_state_between_them() -> None:
         ctx = RewriteContext(MAPPER, ResponseMeta(200, "text/html", charset, "", "/"))
         body = page.encode(charset or "utf-8")
         assert rewrite_html_bytes(body, ctx, shared) == rewrite_html_bytes(body, ctx)
+
+
+PAGE = _doc(
+    "<!-- /kept -->"
+    + "".join(f"<a href='/p{i}'>caf\u00e9 {i}</a><img srcset='/i{i}.png 2x'>" for i in range(300))
+).encode()
+
+
+@pytest.mark.parametrize("size", [1, 7, 4096, len(PAGE)])
+@pytest.mark.parametrize(
+    ("encoding", "encode", "decode"),
+    [
+        pytest.param("", bytes, bytes, id="identity"),
+        pytest.param("gzip", gzip.compress, gzip.decompress, id="gzip"),
+        pytest.param("br", brotli.compress, brotli.decompress, id="br"),
+    ],
+)
+def test_output_does_not_depend_on_chunking_or_encoding(
+    size: int, encoding: str, encode: Callable[[bytes], bytes], decode: Callable[[bytes], bytes]
+) -> None:
+    ctx = RewriteContext(MAPPER, ResponseMeta(200, "text/html", "utf-8", encoding, "/"))
+    body = HtmlRewriter().open_body(ctx)
+    assert body is not None
+    pipeline = BodyPipeline([("html", body)], encoding, Counter())
+    data = encode(PAGE)
+    chunks = [data[i : i + size] for i in range(0, len(data), size)]
+    out = decode(b"".join(pipeline.feed(c) for c in chunks) + pipeline.flush())
+    assert out == rewrite_html_bytes(PAGE, ctx)
+    assert out.count(b'href="/user/alice/p') == 300
+    assert out.count(b'srcset="/user/alice/i') == 300
