@@ -12,7 +12,6 @@ import asyncio
 import logging
 import shutil
 import signal
-from collections import Counter
 from collections.abc import AsyncIterator
 from functools import partial
 from typing import Any
@@ -20,20 +19,29 @@ from typing import Any
 import aiohttp
 from aiohttp import WSCloseCode, web
 
+from rproxy.api import api_routes
 from rproxy.auth import Authenticator, auth_middleware
-from rproxy.config import Config, Upstream
+from rproxy.client import new_upstream_client
+from rproxy.config import Config
 from rproxy.keys import (
+    API,
+    AUTHENTICATOR,
     CONFIG,
+    CONNECTION_COUNT,
     ENDPOINT,
     LAUNCHER,
+    METRICS,
     OPEN_WEBSOCKETS,
-    REWRITE_FAILURES,
+    PROMETHEUS,
     REWRITERS,
     UPSTREAM,
     UPSTREAM_CLIENT,
+    UPSTREAM_PROBE,
     URLS,
 )
 from rproxy.launch import Launcher, allocate_endpoint
+from rproxy.metrics import Gauges, ProxyMetrics, registry_for
+from rproxy.probe import UpstreamProbe
 from rproxy.proxy import handle
 from rproxy.rewriters import registry
 from rproxy.rewriters.base import Rewriter
@@ -43,8 +51,6 @@ from rproxy.workers import WorkerPool
 
 logger = logging.getLogger(__name__)
 
-# Headers aiohttp's client would add on its own; a proxy sends only what the client sent.
-_NO_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 _FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 
 
@@ -64,38 +70,18 @@ def make_app(
     app = web.Application(middlewares=[auth_middleware(authenticator)] if authenticator else [])
     app[CONFIG] = config
     app[REWRITERS] = registry.load(config.rewriters) if rewriters is None else rewriters
-    app[REWRITE_FAILURES] = Counter()
     app[OPEN_WEBSOCKETS] = set()
+    app[METRICS] = metrics = ProxyMetrics(config.slow_request_ms / 1000)
+    app[PROMETHEUS] = registry_for(metrics, _gauges(app))
+    app[API] = api_routes(config.api_prefix)
+    if authenticator is not None:
+        app[AUTHENTICATOR] = authenticator
     app.on_shutdown.append(_close_websockets)
     app.cleanup_ctx.append(partial(_upstream, client=client))
     if config.child is not None:
         app.cleanup_ctx.append(_child)
     app.router.add_route("*", "/{tail:.*}", handle)
     return app
-
-
-def new_upstream_client(upstream: Upstream, config: Config) -> aiohttp.ClientSession:
-    """The pooled, keep-alive client session rproxy uses to talk to ``upstream``."""
-    limit = config.upstream_connections
-    connector: aiohttp.BaseConnector
-    if upstream.unix_socket:
-        connector = aiohttp.UnixConnector(upstream.unix_socket, limit=limit)
-    else:
-        connector = aiohttp.TCPConnector(limit=limit, limit_per_host=0)
-    timeouts = config.timeouts
-    return aiohttp.ClientSession(
-        connector=connector,
-        timeout=aiohttp.ClientTimeout(
-            total=None,
-            connect=timeouts.connect,
-            sock_connect=timeouts.connect,
-            sock_read=timeouts.read,
-        ),
-        auto_decompress=False,
-        cookie_jar=aiohttp.DummyCookieJar(),
-        skip_auto_headers=_NO_AUTO_HEADERS,
-        trust_env=False,
-    )
 
 
 async def _upstream(
@@ -110,17 +96,38 @@ async def _upstream(
         raise ValueError("a Config has either an upstream or a command")
     app[UPSTREAM] = upstream
     app[URLS] = UrlMapper(config.prefix, upstream.url)
+    app[UPSTREAM_PROBE] = probe = UpstreamProbe(upstream)
     try:
         if client is not None:
             app[UPSTREAM_CLIENT] = client
             yield
         else:
-            async with new_upstream_client(upstream, config) as own_client:
+            client = new_upstream_client(upstream, config, app[METRICS].connect)
+            async with client as own_client:
                 app[UPSTREAM_CLIENT] = own_client
                 yield
     finally:
+        probe.close()
         if endpoint is not None and endpoint.socket_dir is not None:
             shutil.rmtree(endpoint.socket_dir, ignore_errors=True)
+
+
+def _gauges(app: web.Application) -> Gauges:
+    def connections() -> int:
+        count = app.get(CONNECTION_COUNT)
+        return count() if count is not None else 0
+
+    def child_restarts() -> int | None:
+        launcher = app.get(LAUNCHER)
+        if launcher is None:
+            return None
+        return launcher.supervisor.restarts if launcher.supervisor else 0
+
+    def child_up() -> bool | None:
+        launcher = app.get(LAUNCHER)
+        return None if launcher is None else launcher.state is ChildState.READY
+
+    return Gauges(connections, lambda: len(app[OPEN_WEBSOCKETS]), child_restarts, child_up)
 
 
 async def _child(app: web.Application) -> AsyncIterator[None]:
@@ -154,11 +161,10 @@ def make_runner(
     an extra task per request, about 15% of the CPU time of a small request): a relay notices a
     gone client at its next write, and ``--request-timeout`` bounds a wait on a silent upstream.
     """
-    return web.AppRunner(
-        make_app(config, authenticator=authenticator, rewriters=rewriters),
-        access_log=None,
-        shutdown_timeout=config.grace_period,
-    )
+    app = make_app(config, authenticator=authenticator, rewriters=rewriters)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=config.grace_period)
+    app[CONNECTION_COUNT] = lambda: len(runner.server.connections) if runner.server else 0
+    return runner
 
 
 async def serve(

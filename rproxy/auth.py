@@ -8,15 +8,29 @@ Without an authenticator, everything under the prefix is served: that is standal
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a request comes from, as the authenticator knows them (``api/user`` shows it)."""
+
+    name: str
+    groups: tuple[str, ...] = ()
+    admin: bool = False
+    scopes: tuple[str, ...] = field(default=())
+
+
 class Authenticator(Protocol):
     async def check(self, request: web.Request) -> web.StreamResponse | None:
         """None to let ``request`` through, or the response that refuses it."""
+
+    async def identity(self, request: web.Request) -> Identity | None:
+        """Who an admitted ``request`` comes from; None when the authenticator cannot tell."""
 
 
 def auth_middleware(authenticator: Authenticator) -> Middleware:

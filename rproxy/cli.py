@@ -131,6 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
     g("--no-rewrite", action="store_true", default=None, help="pass responses through unchanged")
     g("--list-rewriters", action="store_true", help="show installed and enabled rewriters, exit")
 
+    g = parser.add_argument_group("status API and metrics").add_argument
+    g("--api-prefix", metavar="PATH", help="where the API lives under the prefix, e.g. "
+      "_rproxy/api when the app owns /api (api)")  # fmt: skip
+    g("--no-api", action="store_true", default=None, help="serve no API endpoints")
+    g("--server-timing", action=flag, help="add a Server-Timing header (rproxy, upstream)")
+    g("--slow-request-ms", type=float, metavar="MS", help="log requests slower than this (0: off)")
+
     g = parser.add_argument_group("JupyterHub (jhsingle-native-proxy options)").add_argument
     g("--authtype", choices=get_args(AuthType), help="oauth when run by JupyterHub, else none")
     g("--last-activity-interval", type=int, metavar="S", help="activity report period (300)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
@@ -181,6 +182,9 @@ class Config:
     rewriters: tuple[str, ...] = ("headers", "css", "html")
     rewrite_max_bytes: int = DEFAULT_MAX_BYTES
     hub: HubOptions = field(default_factory=HubOptions)
+    api_prefix: str | None = "api"  # None: no API endpoints
+    server_timing: bool = False
+    slow_request_ms: float = 0.0  # 0: no slow-request log
     log_level: LogLevel = "INFO"
 
     def __post_init__(self) -> None:
@@ -209,3 +213,21 @@ class Config:
             raise ConfigError("--websocket-max-message-size must be 0 (no limit) or more bytes")
         if self.websocket_heartbeat is not None:
             _positive("--websocket-heartbeat", self.websocket_heartbeat)
+        if self.api_prefix is not None:
+            object.__setattr__(self, "api_prefix", _api_prefix(self.api_prefix))
+        if not math.isfinite(self.slow_request_ms) or self.slow_request_ms < 0:
+            raise ConfigError("--slow-request-ms must be 0 (off) or more")
+
+
+_API_SEGMENT = re.compile(r"[A-Za-z0-9_~-][A-Za-z0-9._~-]*")
+
+
+def _api_prefix(text: str) -> str:
+    """``api`` or ``_rproxy/api``: path segments under the prefix, without surrounding slashes."""
+    segments = text.strip("/").split("/")
+    if not all(_API_SEGMENT.fullmatch(s) and s.strip(".") for s in segments):
+        raise ConfigError(
+            f"--api-prefix {text!r}: give path segments of letters, digits and - . _ ~ "
+            "(such as api or _rproxy/api)"
+        )
+    return "/".join(segments)

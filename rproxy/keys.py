@@ -5,13 +5,17 @@ State lives on the application, never in module globals; this module only names 
 
 from __future__ import annotations
 
-from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import ClientSession, web
+from prometheus_client.registry import CollectorRegistry
 
+from rproxy.auth import Authenticator
 from rproxy.config import Config, Upstream
 from rproxy.launch import Endpoint, Launcher
+from rproxy.metrics import ProxyMetrics
+from rproxy.probe import UpstreamProbe
 from rproxy.rewriters.base import Rewriter
 from rproxy.urls import UrlMapper
 
@@ -23,4 +27,11 @@ ENDPOINT = web.AppKey("endpoint", Endpoint)
 LAUNCHER = web.AppKey("launcher", Launcher)
 OPEN_WEBSOCKETS: web.AppKey[set[web.WebSocketResponse[Any]]] = web.AppKey("open_websockets")
 REWRITERS: web.AppKey[list[Rewriter]] = web.AppKey("rewriters")
-REWRITE_FAILURES: web.AppKey[Counter[str]] = web.AppKey("rewrite_failures")
+METRICS = web.AppKey("metrics", ProxyMetrics)
+PROMETHEUS = web.AppKey("prometheus", CollectorRegistry)
+CONNECTION_COUNT: web.AppKey[Callable[[], int]] = web.AppKey("connection_count")
+AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator")
+API: web.AppKey[dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]]] = web.AppKey(
+    "api"
+)
+UPSTREAM_PROBE = web.AppKey("upstream_probe", UpstreamProbe)

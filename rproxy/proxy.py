@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import shlex
+import time
 
 import aiohttp
 from aiohttp import web
@@ -31,16 +32,18 @@ from rproxy.forwarding import (
     upstream_request_headers,
 )
 from rproxy.keys import (
+    API,
     CONFIG,
     LAUNCHER,
+    METRICS,
     OPEN_WEBSOCKETS,
-    REWRITE_FAILURES,
     REWRITERS,
     UPSTREAM,
     UPSTREAM_CLIENT,
     URLS,
 )
 from rproxy.launch import Launcher
+from rproxy.metrics import RequestTiming
 from rproxy.rewriters.chain import rewrite_response
 from rproxy.streams import (
     RelayedResponse,
@@ -58,6 +61,18 @@ logger = logging.getLogger(__name__)
 
 async def handle(request: web.Request) -> web.StreamResponse:
     """Answer one request by forwarding it to the upstream (aiohttp handler for every path)."""
+    metrics = request.app[METRICS]
+    timing = metrics.begin()
+    status = 500
+    try:
+        response = await _answer(request, timing)
+        status = response.status
+        return response
+    finally:
+        metrics.finish(request.method, status, timing)
+
+
+async def _answer(request: web.Request, timing: RequestTiming) -> web.StreamResponse:
     route = request.app[URLS].route(request.raw_path)
     match route:
         case Redirect(location):
@@ -66,6 +81,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
             return plain_response(404, "This path is not served by this proxy.")
         case BadTarget(reason):
             return plain_response(400, f"{reason}.")
+    api = request.app[API]
+    if api and route.path in api and request.method in ("GET", "HEAD"):
+        return await api[route.path](request)
     launcher = request.app.get(LAUNCHER)
     if launcher is not None and launcher.state is not ChildState.READY:
         return _not_ready(request, launcher)
@@ -80,7 +98,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
             heartbeat=config.websocket_heartbeat,
             open_sockets=request.app[OPEN_WEBSOCKETS],
         )
-    return await _forward(request, route)
+    return await _forward(request, route, timing)
 
 
 def _upstream_headers(request: web.Request) -> CIMultiDict[str]:
@@ -96,12 +114,17 @@ def _upstream_headers(request: web.Request) -> CIMultiDict[str]:
     )
 
 
-async def _forward(request: web.Request, route: Forward) -> web.StreamResponse:
-    mapper = request.app[URLS]
+async def _forward(
+    request: web.Request, route: Forward, timing: RequestTiming
+) -> web.StreamResponse:
+    app = request.app
+    mapper = app[URLS]
+    config = app[CONFIG]
     headers = _upstream_headers(request)
-    body = request_body(request) if request.body_exists else None
+    body = request_body(request, timing) if request.body_exists else None
+    sent = time.perf_counter()
     try:
-        upstream = await request.app[UPSTREAM_CLIENT].request(
+        upstream = await app[UPSTREAM_CLIENT].request(
             request.method,
             mapper.upstream_url(route),
             headers=headers,
@@ -112,17 +135,23 @@ async def _forward(request: web.Request, route: Forward) -> web.StreamResponse:
         return _failed(request, route, UpstreamTimeout(), exc)
     except (aiohttp.ClientError, OSError) as exc:
         return _failed(request, route, UpstreamUnavailable(), exc)
+    answered = time.perf_counter()
+    timing.proxied, timing.path = True, route.path
+    timing.first_byte = timing.upstream_wait = answered - sent
+    metrics = app[METRICS]
     rewritten = rewrite_response(
-        request.app[REWRITERS],
+        app[REWRITERS],
         client_response_headers(upstream.headers),
         status=upstream.status,
         method=request.method,
         path=route.path,
         urls=mapper,
         public_host=request.headers.get("Host"),
-        failures=request.app[REWRITE_FAILURES],
-        options={"max_bytes": request.app[CONFIG].rewrite_max_bytes},
+        failures=metrics.rewrite_failures,
+        options={"max_bytes": config.rewrite_max_bytes},
     )
+    if config.server_timing:
+        rewritten.headers.add("Server-Timing", _server_timing(timing))
     response = RelayedResponse(
         status=upstream.status, reason=upstream.reason, headers=rewritten.headers
     )
@@ -130,9 +159,9 @@ async def _forward(request: web.Request, route: Forward) -> web.StreamResponse:
     try:
         await response.prepare(request)
         if rewritten.body is None:
-            await relay_body(upstream.content, response)
+            await relay_body(upstream.content, response, timing)
         else:
-            await relay_rewritten(upstream.content, response, rewritten.body)
+            await relay_rewritten(upstream.content, response, rewritten.body, timing)
         complete = True
     except ConnectionResetError:
         logger.debug("client went away during %s %s", request.method, route.path)
@@ -151,7 +180,15 @@ async def _forward(request: web.Request, route: Forward) -> web.StreamResponse:
             upstream.release()
         else:
             upstream.close()
+        if rewritten.body is not None:
+            metrics.rewrote(rewritten.body.seconds)
     return response
+
+
+def _server_timing(timing: RequestTiming) -> str:
+    """The upstream's time to its headers and rproxy's own until now, in milliseconds."""
+    own = time.perf_counter() - timing.start - timing.upstream_wait
+    return f"upstream;dur={timing.upstream_wait * 1e3:.3f}, rproxy;dur={own * 1e3:.3f}"
 
 
 def _not_ready(request: web.Request, launcher: Launcher) -> web.Response:

@@ -61,6 +61,10 @@ _FILE_KEYS: dict[str, tuple[type, ...]] = {
     "forward_user_info": (bool,),
     "query_user_info": (bool,),
     "progressive": (bool,),
+    "api_prefix": (str,),
+    "no_api": (bool,),
+    "server_timing": (bool,),
+    "slow_request_ms": _NUMBER,
 }
 
 
@@ -137,6 +141,9 @@ def load_config(
             forward_user_info=get("forward_user_info", False),
             query_user_info=get("query_user_info", False),
         ),
+        api_prefix=None if given.get("no_api") else get("api_prefix", "api"),
+        server_timing=get("server_timing", False),
+        slow_request_ms=get("slow_request_ms", 0.0),
         log_level=_log_level(options) or _log_level(file or {}) or "INFO",
     )
 

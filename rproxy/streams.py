@@ -13,6 +13,7 @@ and encoded again the way it came, so Content-Encoding stays true.
 from __future__ import annotations
 
 import logging
+import time
 import zlib
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
@@ -22,6 +23,7 @@ import brotli
 from aiohttp import StreamReader, hdrs, web
 
 from rproxy.errors import RproxyError
+from rproxy.metrics import RequestTiming
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +94,7 @@ class BodyPipeline:
     ) -> None:
         self._stages = stages
         self._failures = failures
+        self.seconds: dict[str, float] = {}  # time spent in each rewriter, for the metrics
         self._coding: _Coding | None = None
         if encoding == "br":
             self._coding = _BrotliCoding()
@@ -113,12 +116,15 @@ class BodyPipeline:
         return self._coding.encode(data) + self._coding.encode_end()
 
     def _run(self, name: str, step: Any, *args: bytes) -> bytes:
+        start = time.perf_counter()
         try:
             out: bytes = step(*args)
         except Exception as exc:
             self._failures[name] += 1
             logger.exception("rewriter %r failed in the middle of a body", name)
             raise RewriteFailed(f"rewriter {name!r} failed: {exc}") from exc
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
         return out
 
 
@@ -139,31 +145,59 @@ class RelayedResponse(web.StreamResponse):
             self.headers.popall(hdrs.CONTENT_TYPE, None)
 
 
-async def request_body(request: web.BaseRequest) -> AsyncIterator[bytes]:
+async def request_body(request: web.BaseRequest, timing: RequestTiming) -> AsyncIterator[bytes]:
     """The client's request body as it arrives, for the upstream client to send on."""
     async for chunk in request.content.iter_any():
+        timing.bytes_in += len(chunk)
         yield chunk
 
 
 async def relay_rewritten(
-    source: StreamReader, response: RelayedResponse, pipeline: BodyPipeline
+    source: StreamReader, response: RelayedResponse, pipeline: BodyPipeline, timing: RequestTiming
 ) -> None:
     """Copy ``source`` through ``pipeline`` to the prepared ``response`` and finish it."""
     await response.write(b"")  # the headers go now: a buffering rewriter may hold everything
-    async for chunk in source.iter_any():
-        out = pipeline.feed(chunk)
-        if out:
-            await response.write(out)
-    await response.write_eof(pipeline.flush())
+    clock, waited, sent = time.perf_counter, 0.0, 0
+    try:
+        while True:
+            before = clock()
+            chunk = await source.readany()
+            waited += clock() - before
+            if not chunk:
+                break
+            out = pipeline.feed(chunk)
+            if out:
+                await response.write(out)
+                sent += len(out)
+        out = pipeline.flush()
+        await response.write_eof(out)
+        sent += len(out)
+    finally:
+        timing.upstream_wait += waited
+        timing.bytes_out += sent
 
 
-async def relay_body(source: StreamReader, response: RelayedResponse) -> None:
+async def relay_body(
+    source: StreamReader, response: RelayedResponse, timing: RequestTiming
+) -> None:
     """Copy ``source`` to the prepared ``response`` and finish it."""
     ready = source.read_nowait()
     if source.is_eof():
         await response.write_eof(ready)
+        timing.bytes_out += len(ready)
         return
     await response.write(ready)  # also sends the headers, even when no byte is ready
-    async for chunk in source.iter_any():
-        await response.write(chunk)
-    await response.write_eof()
+    clock, waited, sent = time.perf_counter, 0.0, len(ready)
+    try:
+        while True:
+            before = clock()
+            chunk = await source.readany()
+            waited += clock() - before
+            if not chunk:
+                break
+            await response.write(chunk)
+            sent += len(chunk)
+        await response.write_eof()
+    finally:
+        timing.upstream_wait += waited
+        timing.bytes_out += sent

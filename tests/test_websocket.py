@@ -18,6 +18,7 @@ from yarl import URL
 
 from examples.demo.app import make_demo_app
 from rproxy.app import make_runner
+from rproxy.auth import Identity
 from rproxy.sources import load_config
 
 MiB = 1 << 20
@@ -352,6 +353,9 @@ class _HeaderAuth:
         if request.headers.get("X-Test-Auth") == "let-me-in":
             return None
         return web.Response(status=403, text="403 Forbidden\n")
+
+    async def identity(self, request: web.Request) -> Identity | None:
+        return Identity("tester") if request.headers.get("X-Test-Auth") == "let-me-in" else None
 
 
 async def test_an_unauthenticated_upgrade_gets_403_before_any_upstream_connection(

@@ -1,0 +1,171 @@
+"""rproxy's own endpoints under ``{prefix}{api_prefix}``: overview, status, user, services, metrics.
+
+Only these exact paths, and only for GET and HEAD, are rproxy's: every other path under the API
+prefix (an app's own ``/api/kernels``) and every other method goes to the upstream. The API prefix
+is ``api`` by default (where JupyterHub looks), ``--api-prefix _rproxy/api`` moves it out of the
+way of apps that own ``/api``, ``--no-api`` removes it. The endpoints sit behind the same
+authentication middleware as everything else. JSON answers are never cached; ``status`` answers
+503 while the wrapped service is not up, so it can serve as a health check.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client.exposition import choose_encoder
+
+from rproxy import __version__
+from rproxy.keys import (
+    AUTHENTICATOR,
+    CONFIG,
+    CONNECTION_COUNT,
+    ENDPOINT,
+    LAUNCHER,
+    METRICS,
+    OPEN_WEBSOCKETS,
+    PROMETHEUS,
+    UPSTREAM,
+    UPSTREAM_PROBE,
+)
+from rproxy.supervisor import ChildState
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+def api_routes(api_prefix: str | None) -> dict[str, Handler]:
+    """The API's paths (as seen after the prefix is stripped) and their handlers."""
+    if api_prefix is None:
+        return {}
+    base = "/" + api_prefix
+    return {
+        base: overview,
+        base + "/status": status,
+        base + "/user": user,
+        base + "/services": services,
+        base + "/metrics": metrics,
+    }
+
+
+def _json(data: dict[str, Any], status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, headers=_NO_STORE)
+
+
+def _mode(request: web.Request) -> str:
+    return "jupyterhub" if request.app[CONFIG].hub.authtype == "oauth" else "standalone"
+
+
+async def overview(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    base = f"{config.prefix}{config.api_prefix}"
+    identity = await _identity(request)
+    return _json(
+        {
+            "name": "rproxy",
+            "version": __version__,
+            "mode": _mode(request),
+            "prefix": config.prefix,
+            "user": identity["name"],
+            "endpoints": [base, *(f"{base}/{name}" for name in _ENDPOINTS)],
+        }
+    )
+
+
+_ENDPOINTS = ("status", "user", "services", "metrics")
+
+
+async def status(request: web.Request) -> web.Response:
+    app = request.app
+    launcher = app.get(LAUNCHER)
+    supervisor = launcher.supervisor if launcher is not None else None
+    state = launcher.state if launcher is not None else None
+    # The upstream is probed only when it should answer: a child that is not ready is down.
+    probe = await app[UPSTREAM_PROBE].check() if state in (None, ChildState.READY) else None
+    up = probe is not None and probe.reachable
+    child: dict[str, Any] | None = None
+    if launcher is not None:
+        child = {
+            "state": str(state),
+            "pid": supervisor.pid if supervisor else None,
+            "restarts": supervisor.restarts if supervisor else 0,
+            "uptime_seconds": _since(supervisor.started_at if supervisor else None),
+        }
+    metrics_ = app[METRICS]
+    count = app.get(CONNECTION_COUNT)
+    body = {
+        "status": "ok" if up else (str(state) if state not in (None, ChildState.READY) else "down"),
+        "upstream": {
+            **_where(request),
+            "reachable": probe.reachable if probe else None,
+            "checked_seconds_ago": round(probe.age, 3) if probe else None,
+            **({"problem": probe.problem} if probe and probe.problem else {}),
+        },
+        "child": child,
+        "uptime_seconds": round(time.monotonic() - metrics_.started, 3),
+        "connections": count() if count is not None else None,
+        "requests_in_flight": metrics_.in_flight,
+        "websockets": len(app[OPEN_WEBSOCKETS]),
+        "latency_ms": metrics_.latency_summary(),
+    }
+    return _json(body, 200 if up else 503)
+
+
+async def user(request: web.Request) -> web.Response:
+    return _json({"mode": _mode(request), **(await _identity(request))})
+
+
+async def services(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    launcher = request.app.get(LAUNCHER)
+    supervisor = launcher.supervisor if launcher is not None else None
+    entry: dict[str, Any] = {
+        "name": "default",
+        "path": config.prefix,
+        **_where(request),
+        "state": str(launcher.state) if launcher is not None else "external",
+        "restarts": supervisor.restarts if supervisor else 0,
+        "description": (
+            " ".join(launcher.child.argv)
+            if launcher is not None
+            else f"the server at {request.app[UPSTREAM].describe()}"
+        ),
+    }
+    return _json({"services": [entry]})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format, or OpenMetrics when the scraper's Accept asks for it."""
+    encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+    body = encode(request.app[PROMETHEUS])
+    return web.Response(body=body, headers={"Content-Type": content_type, **_NO_STORE})
+
+
+def _where(request: web.Request) -> dict[str, Any]:
+    upstream = request.app[UPSTREAM]
+    endpoint = request.app.get(ENDPOINT)
+    return {
+        "url": None if upstream.unix_socket else str(upstream.url),
+        "port": endpoint.port if endpoint is not None else upstream.url.port,
+        "socket": upstream.unix_socket,
+    }
+
+
+async def _identity(request: web.Request) -> dict[str, Any]:
+    authenticator = request.app.get(AUTHENTICATOR)
+    identity = await authenticator.identity(request) if authenticator is not None else None
+    if identity is None:
+        return {"authenticated": False, "name": None, "groups": [], "admin": False, "scopes": []}
+    return {
+        "authenticated": True,
+        "name": identity.name,
+        "groups": list(identity.groups),
+        "admin": identity.admin,
+        "scopes": list(identity.scopes),
+    }
+
+
+def _since(started: float | None) -> float | None:
+    return None if started is None else round(time.monotonic() - started, 3)
