@@ -10,6 +10,7 @@ authentication middleware as everything else. JSON answers are never cached; ``s
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -128,7 +129,7 @@ async def services(request: web.Request) -> web.Response:
         "state": str(launcher.state) if launcher is not None else "external",
         "restarts": supervisor.restarts if supervisor else 0,
         "description": (
-            " ".join(launcher.child.argv)
+            shlex.join(supervisor.spec.argv if supervisor else launcher.child.argv)
             if launcher is not None
             else f"the server at {request.app[UPSTREAM].describe()}"
         ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shlex
 import socket
 from pathlib import Path
 from typing import Any
@@ -132,7 +133,8 @@ async def test_status_follows_the_child_starting_ready_and_restarting(
     assert service["state"] == "ready"
     assert service["restarts"] == 1
     assert service["port"] == launcher.endpoint.port
-    assert "child_app.py" in service["description"]
+    assert service["description"] == shlex.join([*CHILD, "--port", str(launcher.endpoint.port),
+                                                  "--wait-for", str(go)])  # fmt: skip
 
 
 async def test_services_describes_an_external_upstream(
