@@ -24,7 +24,7 @@ from dataclasses import asdict
 from pathlib import Path
 from types import FrameType
 
-from harness import peers, report
+from harness import peers, report, scrape
 from harness.loads import SCENARIOS, MeasureError, Measurement, Scenario, load, measure
 from harness.procs import Processes, StartError, cpu_busy, peak_rss_mib
 from harness.targets import STARTERS, Bench, Endpoint, Target, start_upstreams
@@ -176,6 +176,22 @@ def _write_json(path: Path, data: dict[str, object]) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
+def _rproxy_view(targets: dict[str, Target]) -> dict[str, dict[str, dict[str, float | None]]]:
+    """rproxy's api/metrics, summarised, per instance (http, ws); empty without rproxy."""
+    target = targets.get("rproxy")
+    if target is None:
+        return {}
+    views = {}
+    for kind, endpoint in (("http", target.http), ("ws", target.ws)):
+        if endpoint is None:
+            continue
+        try:
+            views[kind] = scrape.scrape(endpoint.url)
+        except OSError as error:
+            print(f"! could not scrape rproxy's api/metrics ({kind}): {error}")
+    return views
+
+
 def main() -> int:
     args = _parse_args()
     signal.signal(signal.SIGTERM, _on_sigterm)
@@ -207,6 +223,7 @@ def main() -> int:
             _warm_up(targets, 1, load_cpu)
             results = _measure_all(args, targets, load_cpu)
             rss = _peak_rss(targets)
+            own_view = _rproxy_view(targets)
         except KeyboardInterrupt:
             print("interrupted: stopping everything")
             return 130
@@ -224,6 +241,9 @@ def main() -> int:
     print()
     for kind, mib in rss.items():
         print(f"rproxy ({kind} instance) peak RSS (VmHWM) after the run: {mib or 0:.1f} MiB")
+    for kind, view in own_view.items():
+        print(f"\nrproxy's own view, api/metrics of the {kind} instance after the run:")
+        print(scrape.render(view))
     for name, reason in skipped.items():
         print(f"skipped {name}: {reason}")
     outcome = report.checks(summaries)
@@ -255,6 +275,7 @@ def main() -> int:
                 for (target, key), runs in results.items()
             },
             "rproxy_peak_rss_mib": rss,
+            "rproxy_own_view": own_view,
             "checks": [asdict(c) for c in outcome],
         },
     )

@@ -40,7 +40,7 @@ from rproxy.keys import (
     URLS,
 )
 from rproxy.launch import Launcher, allocate_endpoint
-from rproxy.metrics import Gauges, ProxyMetrics, registry_for
+from rproxy.metrics import Gauges, ProxyMetrics, registry_for, watch_loop_lag
 from rproxy.probe import UpstreamProbe
 from rproxy.proxy import handle
 from rproxy.rewriters import registry
@@ -78,6 +78,7 @@ def make_app(
         app[AUTHENTICATOR] = authenticator
     app.on_shutdown.append(_close_websockets)
     app.cleanup_ctx.append(partial(_upstream, client=client))
+    app.cleanup_ctx.append(_loop_lag)
     if config.child is not None:
         app.cleanup_ctx.append(_child)
     app.router.add_route("*", "/{tail:.*}", handle)
@@ -110,6 +111,13 @@ async def _upstream(
         probe.close()
         if endpoint is not None and endpoint.socket_dir is not None:
             shutil.rmtree(endpoint.socket_dir, ignore_errors=True)
+
+
+async def _loop_lag(app: web.Application) -> AsyncIterator[None]:
+    watcher = asyncio.create_task(watch_loop_lag(app[METRICS]))
+    yield
+    watcher.cancel()
+    await asyncio.wait({watcher})
 
 
 def _gauges(app: web.Application) -> Gauges:

@@ -17,6 +17,7 @@ buckets, by linear interpolation as Prometheus' histogram_quantile does.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from bisect import bisect_left
@@ -107,6 +108,7 @@ class ProxyMetrics:
         self.overhead = Histogram()
         self.first_byte = Histogram()
         self.connect = Histogram()
+        self.loop_lag = Histogram()
         self.rewrite: dict[str, Histogram] = {}
         self.rewrite_failures: Counter[str] = Counter()
         self.bytes_in = 0
@@ -216,6 +218,11 @@ class MetricsCollector(Collector):
             "Getting a connection to the upstream: from the pool, or newly opened.",
             m.connect,
         )
+        yield _histogram(
+            "rproxy_event_loop_lag_seconds",
+            "How late a timer of the event loop fired (sampled 4 times a second): saturation.",
+            m.loop_lag,
+        )
         rewrite = HistogramMetricFamily(
             "rproxy_rewrite_seconds", "Time each body rewriter spent on a response.",
             labels=["rewriter"],
@@ -257,6 +264,15 @@ class MetricsCollector(Collector):
             "rproxy_uptime_seconds", "Seconds since rproxy started.",
             value=time.monotonic() - m.started,
         )  # fmt: skip
+
+
+async def watch_loop_lag(metrics: ProxyMetrics, interval: float = 0.25) -> None:
+    """Observe, forever, how late a sleep of ``interval`` wakes up: time the loop was busy."""
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + interval
+        await asyncio.sleep(interval)
+        metrics.loop_lag.observe(max(0.0, loop.time() - due))
 
 
 def _histogram(name: str, documentation: str, histogram: Histogram) -> HistogramMetricFamily:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 
 import aiohttp
 import pytest
@@ -200,3 +201,13 @@ def test_a_histogram_keeps_fixed_memory_and_estimates_quantiles() -> None:
     cumulative = histogram.cumulative()
     assert cumulative[-1] == ("+Inf", 10_001.0)
     assert [n for _, n in cumulative] == sorted(n for _, n in cumulative)
+
+
+async def test_a_busy_event_loop_shows_as_loop_lag(proxy: URL, http: aiohttp.ClientSession) -> None:
+    # rproxy runs in this test's event loop: blocking it is what a CPU-bound rewrite would do.
+    time.sleep(0.6)  # noqa: ASYNC251 (the point of the test)
+    # The overdue timer fires in the loop's next turn, long before a scrape has been answered.
+    samples = await _scrape(http, proxy)
+    count = _value(samples, "rproxy_event_loop_lag_seconds_count")
+    assert count > _value(samples, "rproxy_event_loop_lag_seconds_bucket", le="0.25")
+    assert _value(samples, "rproxy_event_loop_lag_seconds_sum") >= 0.35
