@@ -90,6 +90,7 @@ class RequestTiming:
     start: float  # time.perf_counter() when the handler began
     proxied: bool = False  # forwarded to the upstream as HTTP (not the API, a redirect, a WS)
     upstream_wait: float = 0.0  # seconds spent waiting for the upstream's headers and body
+    before_upstream: float | None = None  # seconds from the start to handing the request on
     first_byte: float | None = None  # seconds from handing the request on to response headers
     bytes_in: int = 0  # request body bytes read from the client
     bytes_out: int = 0  # response body bytes written to the client
@@ -107,6 +108,7 @@ class ProxyMetrics:
         self.duration = Histogram()
         self.overhead = Histogram()
         self.first_byte = Histogram()
+        self.before_upstream = Histogram()
         self.connect = Histogram()
         self.loop_lag = Histogram()
         self.rewrite: dict[str, Histogram] = {}
@@ -133,6 +135,8 @@ class ProxyMetrics:
         self.overhead.observe(own)
         if timing.first_byte is not None:
             self.first_byte.observe(timing.first_byte)
+        if timing.before_upstream is not None:
+            self.before_upstream.observe(timing.before_upstream)
         if self.slow_request_seconds and total >= self.slow_request_seconds:
             logger.warning(
                 "slow request: %s %s -> %d in %.1f ms (upstream %.1f ms, rproxy %.1f ms)",
@@ -207,6 +211,11 @@ class MetricsCollector(Collector):
             "rproxy_overhead_seconds",
             "Time rproxy added to proxied HTTP requests: total minus waiting on the upstream.",
             m.overhead,
+        )
+        yield _histogram(
+            "rproxy_before_upstream_seconds",
+            "From the handler's start to handing the request to the upstream client.",
+            m.before_upstream,
         )
         yield _histogram(
             "rproxy_upstream_first_byte_seconds",

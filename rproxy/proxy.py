@@ -138,6 +138,7 @@ async def _forward(
     answered = time.perf_counter()
     timing.proxied, timing.path = True, route.path
     timing.first_byte = timing.upstream_wait = answered - sent
+    timing.before_upstream = sent - timing.start
     metrics = app[METRICS]
     rewritten = rewrite_response(
         app[REWRITERS],
