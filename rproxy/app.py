@@ -12,6 +12,7 @@ import asyncio
 import logging
 import shutil
 import signal
+import ssl
 from collections.abc import AsyncIterator
 from functools import partial
 from typing import Any
@@ -67,14 +68,19 @@ def make_app(
     ``authenticator``, when given, decides on every request before anything is forwarded;
     ``rewriters``, when given, replace the ones ``config.rewriters`` names.
     """
-    app = web.Application(middlewares=[auth_middleware(authenticator)] if authenticator else [])
+    app = web.Application()
     app[CONFIG] = config
     app[REWRITERS] = registry.load(config.rewriters) if rewriters is None else rewriters
     app[OPEN_WEBSOCKETS] = set()
     app[METRICS] = metrics = ProxyMetrics(config.slow_request_ms / 1000)
     app[PROMETHEUS] = registry_for(metrics, _gauges(app))
     app[API] = api_routes(config.api_prefix)
+    if config.hub.api_token:  # started by JupyterHub; the plugin imports jupyterhub, so only now
+        from rproxy.plugins import jupyterhub
+
+        authenticator = jupyterhub.setup(app, config, authenticator)
     if authenticator is not None:
+        app.middlewares.append(auth_middleware(authenticator))
         app[AUTHENTICATOR] = authenticator
     app.on_shutdown.append(_close_websockets)
     app.cleanup_ctx.append(partial(_upstream, client=client))
@@ -198,14 +204,21 @@ async def serve(
             for signum in _FORWARDED_SIGNALS:
                 loop.add_signal_handler(signum, _forward, launcher, signum)
         reuse_port = reuse_port or config.workers > 1
+        tls = server_tls(config)
         site = web.TCPSite(
-            runner, config.ip, config.port, reuse_address=True, reuse_port=reuse_port
+            runner,
+            config.ip,
+            config.port,
+            reuse_address=True,
+            reuse_port=reuse_port,
+            ssl_context=tls,
         )
         await site.start()
         for address in runner.addresses:
             host, port = address[0], address[1]
             logger.info(
-                "rproxy listening on http://%s:%d%s -> %s",
+                "rproxy listening on %s://%s:%d%s -> %s",
+                "https" if tls else "http",
                 f"[{host}]" if ":" in host else host,
                 port,
                 config.prefix,
@@ -232,6 +245,19 @@ async def serve(
         await runner.cleanup()
         for signum in (signal.SIGINT, signal.SIGTERM, *_FORWARDED_SIGNALS):
             loop.remove_signal_handler(signum)
+
+
+def server_tls(config: Config) -> ssl.SSLContext | None:
+    """JupyterHub's internal TLS (JUPYTERHUB_SSL_*): the server's certificate, and the client
+    certificates it requires when a client CA is given."""
+    hub = config.hub
+    if not hub.ssl_certfile:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=hub.ssl_client_ca or None)
+    context.load_cert_chain(hub.ssl_certfile, hub.ssl_keyfile)
+    if hub.ssl_client_ca:
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
 
 
 async def _start_workers(pool: WorkerPool, count: int, launcher: Launcher | None) -> None:

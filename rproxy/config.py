@@ -142,24 +142,55 @@ class ChildConfig:
 
 @dataclass(frozen=True, slots=True)
 class HubOptions:
-    """jhsingle-native-proxy's JupyterHub settings, accepted now and used by the hub plugin."""
+    """JupyterHub settings: jhsingle-native-proxy's options and what the hub's environment says.
+
+    The environment is read by sources.py (JUPYTERHUB_*); the hub plugin uses these values.
+    """
 
     authtype: AuthType = "none"
     last_activity_interval: int = 300
     force_alive: bool = True
     forward_user_info: bool = False
     query_user_info: bool = False
+    api_token: str = field(default="", repr=False)  # JUPYTERHUB_API_TOKEN: a secret
+    api_url: str = ""  # JUPYTERHUB_API_URL
+    client_id: str = ""  # JUPYTERHUB_CLIENT_ID
+    callback_url: str = ""  # JUPYTERHUB_OAUTH_CALLBACK_URL
+    hub_base_url: str = "/"  # JUPYTERHUB_BASE_URL
+    hub_host: str = ""  # JUPYTERHUB_HOST, when servers live on subdomains
+    user: str = ""  # JUPYTERHUB_USER
+    group: str = ""  # JUPYTERHUB_GROUP: its members may use this server too
+    anyone: bool = False  # JUPYTERHUB_ANYONE=1: every hub user may
+    server_name: str = ""  # JUPYTERHUB_SERVER_NAME
+    activity_url: str = ""  # JUPYTERHUB_ACTIVITY_URL
+    access_scopes: tuple[str, ...] = ()  # JUPYTERHUB_OAUTH_ACCESS_SCOPES
+    ssl_keyfile: str = ""  # JUPYTERHUB_SSL_KEYFILE / CERTFILE / CLIENT_CA: internal TLS
+    ssl_certfile: str = ""
+    ssl_client_ca: str = ""
 
     def __post_init__(self) -> None:
         if self.authtype not in get_args(AuthType):
             raise ConfigError(f"--authtype {self.authtype!r}: expected oauth or none")
-        if self.authtype == "oauth":
-            raise ConfigError(
-                "--authtype oauth: JupyterHub OAuth is not available in this version of rproxy, "
-                "and rproxy will not serve without the authentication you asked for. "
-                "Pass --authtype none to serve without authentication."
-            )
         _positive("--last-activity-interval", self.last_activity_interval, zero_ok=True)
+        if self.authtype != "oauth":
+            return
+        missing = [
+            name
+            for name, value in (
+                ("JUPYTERHUB_API_TOKEN", self.api_token),
+                ("JUPYTERHUB_API_URL", self.api_url),
+                ("JUPYTERHUB_CLIENT_ID", self.client_id),
+            )
+            if not value
+        ]
+        if missing:
+            raise ConfigError(
+                f"--authtype oauth needs the environment JupyterHub gives its servers; "
+                f"{', '.join(missing)} not set. Start rproxy from a JupyterHub spawner, or pass "
+                "--authtype none to serve without authentication."
+            )
+        if bool(self.ssl_keyfile) != bool(self.ssl_certfile):
+            raise ConfigError("JUPYTERHUB_SSL_KEYFILE and JUPYTERHUB_SSL_CERTFILE go together")
 
 
 @dataclass(frozen=True, slots=True)

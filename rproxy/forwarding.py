@@ -8,11 +8,19 @@ Hop-by-hop headers (RFC 9110 7.6.1: Connection and the names it lists, Keep-Aliv
 Transfer-Encoding, Upgrade, Proxy-*) are removed both ways; ``Expect`` too, because the server side
 has already answered it. Everything else, several Set-Cookie headers and Content-Encoding included,
 passes unchanged. No I/O happens here.
+
+Identity is rproxy's to state: the JupyterHub user goes upstream as ``X-CDSDASHBOARDS-JH-USER`` and
+the ``CDSDASHBOARDS_JH_USER`` query parameter only when configured, and a client's own copies of
+either are always removed first.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, unquote_plus
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -43,6 +51,7 @@ _REQUEST_ONLY_DROPPED = frozenset(
         "x-forwarded-prefix",
         "x-forwarded-context",
         "x-proxycontextpath",
+        "x-cdsdashboards-jh-user",  # identity: only rproxy may say who the user is
     }
 )
 
@@ -140,3 +149,24 @@ def upstream_request_headers(
 def client_response_headers(upstream: Headers) -> CIMultiDict[str]:
     """The headers to send the client for an upstream response with headers ``upstream``."""
     return _without(upstream, hop_by_hop(upstream))
+
+
+USER_HEADER = "X-CDSDASHBOARDS-JH-USER"
+USER_QUERY = "CDSDASHBOARDS_JH_USER"
+
+
+def user_info(model: Mapping[str, Any]) -> str:
+    """The hub user as jhsingle-native-proxy forwards it: JSON of kind, name, admin, groups."""
+    return json.dumps({key: model.get(key) for key in ("kind", "name", "admin", "groups")})
+
+
+def with_user_query(query: str, info: str | None) -> str:
+    """The raw ``query`` without any CDSDASHBOARDS_JH_USER parameter, plus ``info`` when given."""
+    kept = [
+        part
+        for part in (query.split("&") if query else [])
+        if unquote_plus(part.partition("=")[0]) != USER_QUERY
+    ]
+    if info is not None:
+        kept.append(f"{USER_QUERY}={quote(info, safe='')}")
+    return "&".join(kept)

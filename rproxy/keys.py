@@ -35,3 +35,4 @@ API: web.AppKey[dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]
     "api"
 )
 UPSTREAM_PROBE = web.AppKey("upstream_probe", UpstreamProbe)
+HUB_USER: web.RequestKey[dict[str, Any]] = web.RequestKey("hub_user", dict)  # hub's user model

@@ -6,7 +6,7 @@ waiting on the upstream (the response headers, then each body chunk) and the byt
 upstream waits), so the overhead figure counts rproxy's work, not the upstream's. Time from the
 handler's start: aiohttp's parsing of the request line comes before it and is not counted.
 
-Recording is a bisect and three additions per histogram. prometheus_client's own Histogram takes
+Recording is a bisect and two additions per histogram. prometheus_client's own Histogram takes
 about 1.2 us per observation (a lock and label lookups), seven times more; with five of them per
 request that would be 4% of a proxied request's CPU time. So the hot path records into the small
 fixed-bucket ``Histogram`` here, and ``MetricsCollector``, a prometheus_client Collector on the
@@ -42,29 +42,33 @@ BUCKETS = (
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
 )  # fmt: skip
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_CLASSES = tuple(f"{n}xx" for n in range(10))
 
 
 class Histogram:
-    """Counts of observations per bucket (upper bounds ``bounds``, then +Inf), sum and count."""
+    """Counts of observations per bucket (upper bounds ``bounds``, then +Inf), and their sum."""
 
-    __slots__ = ("bounds", "count", "counts", "sum")
+    __slots__ = ("bounds", "counts", "sum")
 
     def __init__(self, bounds: tuple[float, ...] = BUCKETS) -> None:
         self.bounds = bounds
         self.counts = [0] * (len(bounds) + 1)
         self.sum = 0.0
-        self.count = 0
 
     def observe(self, value: float) -> None:
         self.counts[bisect_left(self.bounds, value)] += 1
         self.sum += value
-        self.count += 1
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
 
     def quantile(self, q: float) -> float | None:
         """The ``q`` quantile (0..1) estimated from the buckets; None before any observation."""
-        if not self.count:
+        count = self.count
+        if not count:
             return None
-        rank, below = q * self.count, 0
+        rank, below = q * count, 0
         for index, n in enumerate(self.counts):
             if n and below + n >= rank:
                 if index == len(self.bounds):  # in +Inf: the highest bound is all we know
@@ -90,7 +94,7 @@ class RequestTiming:
     start: float  # time.perf_counter() when the handler began
     proxied: bool = False  # forwarded to the upstream as HTTP (not the API, a redirect, a WS)
     upstream_wait: float = 0.0  # seconds spent waiting for the upstream's headers and body
-    before_upstream: float | None = None  # seconds from the start to handing the request on
+    before_upstream: float = 0.0  # seconds from the start to handing the request on
     first_byte: float | None = None  # seconds from handing the request on to response headers
     bytes_in: int = 0  # request body bytes read from the client
     bytes_out: int = 0  # response body bytes written to the client
@@ -103,7 +107,7 @@ class ProxyMetrics:
     def __init__(self, slow_request_seconds: float = 0.0) -> None:
         self.started = time.monotonic()
         self.slow_request_seconds = slow_request_seconds
-        self.requests: Counter[tuple[str, str]] = Counter()  # (method, "2xx") -> count
+        self.requests: dict[tuple[str, str], int] = {}  # (method, "2xx") -> count
         self.in_flight = 0
         self.duration = Histogram()
         self.overhead = Histogram()
@@ -115,6 +119,7 @@ class ProxyMetrics:
         self.rewrite_failures: Counter[str] = Counter()
         self.bytes_in = 0
         self.bytes_out = 0
+        self.last_activity = 0.0  # time.time() of the last request or WebSocket message
 
     def begin(self) -> RequestTiming:
         self.in_flight += 1
@@ -123,19 +128,20 @@ class ProxyMetrics:
     def finish(self, method: str, status: int, timing: RequestTiming) -> None:
         """Count a request that ended with ``status``; time it if it went to the upstream."""
         self.in_flight -= 1
-        method = method if method in _METHODS else "other"
-        self.requests[method, f"{status // 100}xx"] += 1
+        self.last_activity = time.time()
+        key = (method if method in _METHODS else "other", _CLASSES[status // 100 % 10])
+        requests = self.requests
+        requests[key] = requests.get(key, 0) + 1
         self.bytes_in += timing.bytes_in
         self.bytes_out += timing.bytes_out
         if not timing.proxied:
             return
         total = time.perf_counter() - timing.start
-        own = max(0.0, total - timing.upstream_wait)
+        own = total - timing.upstream_wait
         self.duration.observe(total)
-        self.overhead.observe(own)
+        self.overhead.observe(own if own > 0.0 else 0.0)
         if timing.first_byte is not None:
             self.first_byte.observe(timing.first_byte)
-        if timing.before_upstream is not None:
             self.before_upstream.observe(timing.before_upstream)
         if self.slow_request_seconds and total >= self.slow_request_seconds:
             logger.warning(
@@ -224,7 +230,7 @@ class MetricsCollector(Collector):
         )
         yield _histogram(
             "rproxy_upstream_connect_seconds",
-            "Getting a connection to the upstream: from the pool, or newly opened.",
+            "Opening a new connection to the upstream (pooled connections are reused).",
             m.connect,
         )
         yield _histogram(

@@ -27,13 +27,18 @@ from rproxy.errors import (
     plain_response,
 )
 from rproxy.forwarding import (
+    USER_HEADER,
+    USER_QUERY,
     ClientView,
     client_response_headers,
     upstream_request_headers,
+    user_info,
+    with_user_query,
 )
 from rproxy.keys import (
     API,
     CONFIG,
+    HUB_USER,
     LAUNCHER,
     METRICS,
     OPEN_WEBSOCKETS,
@@ -87,8 +92,12 @@ async def _answer(request: web.Request, timing: RequestTiming) -> web.StreamResp
     launcher = request.app.get(LAUNCHER)
     if launcher is not None and launcher.state is not ChildState.READY:
         return _not_ready(request, launcher)
+    config = request.app[CONFIG]
+    if config.hub.query_user_info or USER_QUERY in route.query:
+        model = request.get(HUB_USER)
+        info = user_info(model) if model is not None and config.hub.query_user_info else None
+        route = Forward(route.path, with_user_query(route.query, info))
     if is_upgrade(request):
-        config = request.app[CONFIG]
         return await proxy_websocket(
             request,
             request.app[UPSTREAM_CLIENT],
@@ -97,6 +106,7 @@ async def _answer(request: web.Request, timing: RequestTiming) -> web.StreamResp
             max_message_size=config.websocket_max_message_size,
             heartbeat=config.websocket_heartbeat,
             open_sockets=request.app[OPEN_WEBSOCKETS],
+            metrics=request.app[METRICS],
         )
     return await _forward(request, route, timing)
 
@@ -104,7 +114,7 @@ async def _answer(request: web.Request, timing: RequestTiming) -> web.StreamResp
 def _upstream_headers(request: web.Request) -> CIMultiDict[str]:
     config = request.app[CONFIG]
     mapper = request.app[URLS]
-    return upstream_request_headers(
+    headers = upstream_request_headers(
         request.headers,
         ClientView(request.remote or "unknown", request.scheme, request.headers.get("Host")),
         public_prefix=mapper.public_prefix,
@@ -112,6 +122,11 @@ def _upstream_headers(request: web.Request) -> CIMultiDict[str]:
         host_header=config.host_header,
         upstream_host=mapper.upstream.raw_authority,
     )
+    if config.hub.forward_user_info:
+        model = request.get(HUB_USER)
+        if model is not None:
+            headers[USER_HEADER] = user_info(model)
+    return headers
 
 
 async def _forward(

@@ -10,6 +10,7 @@ of the wrong type is a ConfigError that names it. This module builds values; con
 from __future__ import annotations
 
 import dataclasses
+import json
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -119,7 +120,7 @@ def load_config(
         upstream=Upstream.parse(upstream_text) if upstream_text else None,
         child=_child(command, given) if command else None,
         prefix=get("prefix", environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")),
-        ip=get("ip", "0.0.0.0"),
+        ip=given.get("ip") or _service_url(environ).host or "0.0.0.0",
         port=_port(given, environ),
         timeouts=Timeouts(
             connect=get("connect_timeout", timeouts.connect),
@@ -134,13 +135,7 @@ def load_config(
         workers=get("workers", 1),
         rewriters=_rewriters(given),
         rewrite_max_bytes=get("rewrite_max_bytes", DEFAULT_MAX_BYTES),
-        hub=HubOptions(
-            authtype=get("authtype", "oauth" if environ.get("JUPYTERHUB_API_TOKEN") else "none"),
-            last_activity_interval=get("last_activity_interval", 300),
-            force_alive=get("force_alive", True),
-            forward_user_info=get("forward_user_info", False),
-            query_user_info=get("query_user_info", False),
-        ),
+        hub=_hub(given, environ),
         api_prefix=None if given.get("no_api") else get("api_prefix", "api"),
         server_timing=get("server_timing", False),
         slow_request_ms=get("slow_request_ms", 0.0),
@@ -173,15 +168,60 @@ def _log_level(source: Mapping[str, Any]) -> Any:
     return "DEBUG" if source.get("debug") else None
 
 
+def _service_url(environ: Mapping[str, str]) -> URL:
+    """JUPYTERHUB_SERVICE_URL (JupyterHub 2+): where the hub expects this server to listen."""
+    text = environ.get("JUPYTERHUB_SERVICE_URL", "")
+    try:
+        url = URL(text)
+        url.explicit_port  # noqa: B018 (raises for a port that is not a number)
+    except ValueError:
+        raise ConfigError(f"JUPYTERHUB_SERVICE_URL {text!r} is not a URL") from None
+    return url
+
+
 def _port(given: Mapping[str, Any], environ: Mapping[str, str]) -> Any:
-    """``--port``, else the port of JUPYTERHUB_SERVICE_URL (JupyterHub 2+), else 8080."""
+    """``--port``, else the port of JUPYTERHUB_SERVICE_URL, else 8080."""
     if given.get("port") is not None:
         return given["port"]
-    service_url = environ.get("JUPYTERHUB_SERVICE_URL")
-    if not service_url:
-        return 8080
-    try:
-        port = URL(service_url).explicit_port
-    except ValueError:
-        raise ConfigError(f"JUPYTERHUB_SERVICE_URL {service_url!r} is not a URL") from None
+    port = _service_url(environ).explicit_port
     return 8080 if port is None else port
+
+
+def _hub(given: Mapping[str, Any], environ: Mapping[str, str]) -> HubOptions:
+    """The hub options: flags and file first, then what JupyterHub put in the environment."""
+
+    def get(key: str, default: Any) -> Any:
+        value = given.get(key)
+        return default if value is None else value
+
+    scopes = environ.get("JUPYTERHUB_OAUTH_ACCESS_SCOPES") or environ.get(
+        "JUPYTERHUB_OAUTH_SCOPES", ""
+    )
+    try:
+        access_scopes = json.loads(scopes) if scopes else []
+    except ValueError:
+        raise ConfigError(f"JUPYTERHUB_OAUTH_ACCESS_SCOPES {scopes!r} is not JSON") from None
+    if not isinstance(access_scopes, list) or not all(isinstance(s, str) for s in access_scopes):
+        raise ConfigError("JUPYTERHUB_OAUTH_ACCESS_SCOPES must be a JSON list of strings")
+    return HubOptions(
+        authtype=get("authtype", "oauth" if environ.get("JUPYTERHUB_API_TOKEN") else "none"),
+        last_activity_interval=get("last_activity_interval", 300),
+        force_alive=get("force_alive", True),
+        forward_user_info=get("forward_user_info", False),
+        query_user_info=get("query_user_info", False),
+        api_token=environ.get("JUPYTERHUB_API_TOKEN", ""),
+        api_url=environ.get("JUPYTERHUB_API_URL", ""),
+        client_id=environ.get("JUPYTERHUB_CLIENT_ID", ""),
+        callback_url=environ.get("JUPYTERHUB_OAUTH_CALLBACK_URL", ""),
+        hub_base_url=environ.get("JUPYTERHUB_BASE_URL", "/") or "/",
+        hub_host=environ.get("JUPYTERHUB_HOST", ""),
+        user=environ.get("JUPYTERHUB_USER", ""),
+        group=environ.get("JUPYTERHUB_GROUP", ""),
+        anyone=environ.get("JUPYTERHUB_ANYONE", "") == "1",
+        server_name=environ.get("JUPYTERHUB_SERVER_NAME", ""),
+        activity_url=environ.get("JUPYTERHUB_ACTIVITY_URL", ""),
+        access_scopes=tuple(access_scopes),
+        ssl_keyfile=environ.get("JUPYTERHUB_SSL_KEYFILE", ""),
+        ssl_certfile=environ.get("JUPYTERHUB_SSL_CERTFILE", ""),
+        ssl_client_ca=environ.get("JUPYTERHUB_SSL_CLIENT_CA", ""),
+    )

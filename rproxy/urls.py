@@ -91,7 +91,8 @@ def _segment_problem(segment: str) -> str | None:
     return None
 
 
-def _has_dot_segment(path: str) -> bool:
+def has_dot_segment(path: str) -> bool:
+    """Whether a segment of ``path`` is "." or "..", percent-encoded or not."""
     return any(unquote(segment) in (".", "..") for segment in path.split("/"))
 
 
@@ -112,7 +113,7 @@ class UrlMapper:
         path, _, query = target.partition("?")
         if not path.startswith("/"):
             return BadTarget("the request target must be a path")
-        if ("/." in path or "%2" in path) and _has_dot_segment(path):
+        if ("/." in path or "%2" in path) and has_dot_segment(path):
             return BadTarget("the request path contains a dot segment")
         if path.startswith(self.prefix):  # the common case, decided without splitting
             return Forward(path[len(self.prefix) - 1 :], query)

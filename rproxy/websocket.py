@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -23,6 +24,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from rproxy.errors import UpstreamTimeout, UpstreamUnavailable, error_response, plain_response
+from rproxy.metrics import ProxyMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ async def proxy_websocket(
     max_message_size: int,
     heartbeat: float | None,
     open_sockets: set[web.WebSocketResponse[Any]],
+    metrics: ProxyMetrics,
 ) -> web.StreamResponse:
     """Relay the WebSocket ``request`` to ``url``; returns when both sides are closed."""
     offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")]
@@ -97,7 +100,7 @@ async def proxy_websocket(
     try:
         await response.prepare(request if upstream.protocol else unoffered)
         open_sockets.add(response)
-        await _relay(response, upstream)
+        await _relay(response, upstream, metrics)
     finally:
         open_sockets.discard(response)
         await upstream.close(code=WSCloseCode.GOING_AWAY)
@@ -140,11 +143,13 @@ class _End:
     clean: bool = False  # a close frame arrived, rather than a lost or refused connection
 
 
-async def _relay(client_side: web.WebSocketResponse[Any], upstream: Socket) -> None:
+async def _relay(
+    client_side: web.WebSocketResponse[Any], upstream: Socket, metrics: ProxyMetrics
+) -> None:
     """Pump both ways until one side ends, then close both with that side's code and reason."""
     pumps = {
-        asyncio.create_task(_pump(client_side, upstream, "client", "upstream")),
-        asyncio.create_task(_pump(upstream, client_side, "upstream", "client")),
+        asyncio.create_task(_pump(client_side, upstream, "client", "upstream", metrics)),
+        asyncio.create_task(_pump(upstream, client_side, "upstream", "client", metrics)),
     }
     try:
         done, _ = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
@@ -160,13 +165,19 @@ async def _relay(client_side: web.WebSocketResponse[Any], upstream: Socket) -> N
     await ended.close(code=code)  # answers the close frame it sent; a no-op if it is gone
 
 
-async def _pump(source: Socket, target: Socket, source_side: _Side, target_side: _Side) -> _End:
-    """Copy frames from ``source`` to ``target`` until either ends; say how it ended."""
+async def _pump(
+    source: Socket, target: Socket, source_side: _Side, target_side: _Side, metrics: ProxyMetrics
+) -> _End:
+    """Copy frames from ``source`` to ``target`` until either ends; say how it ended.
+
+    Each data message counts as activity (what JupyterHub's idle culler is told)."""
+    clock = time.time
     while True:
         msg = await source.receive()
         kind = msg.type
         try:
             if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
+                metrics.last_activity = clock()
                 await target.send_frame(msg.data, kind)
             elif kind is WSMsgType.PING:
                 await target.ping(msg.data)

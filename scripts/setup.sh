@@ -12,3 +12,13 @@ python=${PYTHON:-python3}
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
 # the example third-party rewriter (examples/example-rewriter): the tests check that it is found
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e examples/example-rewriter
+# configurable-http-proxy (npm), JupyterHub's proxy, for the end-to-end hub test
+# (tests/test_jupyterhub_e2e.py); needs node and npm
+if [ ! -x .cache/node/node_modules/.bin/configurable-http-proxy ]; then
+  if command -v npm >/dev/null 2>&1; then
+    npm install --silent --no-audit --no-fund --prefix .cache/node configurable-http-proxy@5 >/dev/null
+  else
+    echo "setup: npm is missing; install nodejs and npm for the JupyterHub test" >&2
+    exit 1
+  fi
+fi

@@ -47,9 +47,10 @@ async def start_proxy() -> AsyncIterator[StartProxy]:
         *,
         rewriter_instances: list[Rewriter] | None = None,
         authenticator: Authenticator | None = None,
+        environ: dict[str, str] | None = None,
         **options: Any,
     ) -> URL:
-        config = load_config({"upstream": str(upstream), **options}, {})
+        config = load_config({"upstream": str(upstream), **options}, environ or {})
         runner = make_runner(config, rewriters=rewriter_instances, authenticator=authenticator)
         runners.append(runner)
         return await listen(runner)

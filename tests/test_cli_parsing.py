@@ -168,15 +168,48 @@ def test_authtype_none() -> None:
     assert _child(config).argv == ("streamlit", "hello")
 
 
-def test_authtype_oauth_is_refused() -> None:
-    with pytest.raises(ConfigError, match="OAuth is not available") as info:
+def test_authtype_oauth_without_the_hub_environment_is_refused() -> None:
+    with pytest.raises(ConfigError, match="JUPYTERHUB_API_TOKEN, JUPYTERHUB_API_URL") as info:
         _parse("--authtype=oauth streamlit hello")
     assert "--authtype none" in str(info.value)
 
 
-def test_hub_token_makes_oauth_the_default_and_it_is_refused() -> None:
-    with pytest.raises(ConfigError, match="OAuth is not available"):
-        _parse("streamlit hello", {"JUPYTERHUB_API_TOKEN": "secret"})
+HUB_ENV = {
+    "JUPYTERHUB_API_TOKEN": "secret",
+    "JUPYTERHUB_API_URL": "http://127.0.0.1:8081/hub/api",
+    "JUPYTERHUB_CLIENT_ID": "jupyterhub-user-alice-dash",
+    "JUPYTERHUB_OAUTH_CALLBACK_URL": "/user/alice/dash/oauth_callback",
+    "JUPYTERHUB_OAUTH_ACCESS_SCOPES": '["access:servers!server=alice/dash"]',
+    "JUPYTERHUB_USER": "alice",
+    "JUPYTERHUB_SERVER_NAME": "dash",
+    "JUPYTERHUB_SERVICE_PREFIX": "/user/alice/dash/",
+    "JUPYTERHUB_SERVICE_URL": "http://10.0.0.5:8888/user/alice/dash/",
+    "JUPYTERHUB_ACTIVITY_URL": "http://127.0.0.1:8081/hub/api/users/alice/activity",
+}
+
+
+def test_the_hub_environment_makes_oauth_the_default() -> None:
+    config = _parse("streamlit hello", HUB_ENV)
+    hub = config.hub
+    assert hub.authtype == "oauth"
+    assert (hub.user, hub.server_name, hub.client_id) == (
+        "alice",
+        "dash",
+        HUB_ENV["JUPYTERHUB_CLIENT_ID"],
+    )
+    assert hub.access_scopes == ("access:servers!server=alice/dash",)
+    assert (config.prefix, config.ip, config.port) == ("/user/alice/dash/", "10.0.0.5", 8888)
+    assert "secret" not in repr(config)  # the token never reaches a log line through repr
+
+
+def test_flags_beat_the_hub_environment_for_where_to_listen() -> None:
+    config = _parse("--ip 127.0.0.1 --port 9000 streamlit hello", HUB_ENV)
+    assert (config.ip, config.port) == ("127.0.0.1", 9000)
+
+
+def test_bad_access_scopes_are_refused() -> None:
+    with pytest.raises(ConfigError, match="JUPYTERHUB_OAUTH_ACCESS_SCOPES"):
+        _parse("streamlit hello", {**HUB_ENV, "JUPYTERHUB_OAUTH_ACCESS_SCOPES": "not json"})
 
 
 def test_hub_token_with_authtype_none() -> None:

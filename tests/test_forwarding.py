@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 from typing import Any
 
 import pytest
@@ -14,6 +15,8 @@ from rproxy.forwarding import (
     client_response_headers,
     hop_by_hop,
     upstream_request_headers,
+    user_info,
+    with_user_query,
 )
 
 PEER = "203.0.113.7"
@@ -378,3 +381,40 @@ def test_request_does_not_modify_its_input() -> None:
     before: list[Any] = list(incoming.items())
     _request(incoming)
     assert list(incoming.items()) == before
+
+
+ENCODED = "a=1&CDSDASHBOARDS_JH_USER=%7B%22name%22%3A%20%22a%26b%22%7D"
+
+
+@pytest.mark.parametrize(
+    ("query", "info", "expected"),
+    [
+        pytest.param("", None, "", id="nothing"),
+        pytest.param("a=1&b=%20", None, "a=1&b=%20", id="kept-byte-for-byte"),
+        pytest.param("a=1&CDSDASHBOARDS_JH_USER=forged&b=2", None, "a=1&b=2", id="stripped"),
+        pytest.param("CDSDASHBOARDS%5FJH%5FUSER=forged", None, "", id="encoded-name"),
+        pytest.param("CDSDASHBOARDS_JH_USER", None, "", id="no-value"),
+        pytest.param("a=1", '{"name": "a&b"}', ENCODED, id="added-encoded"),
+        pytest.param("CDSDASHBOARDS_JH_USER=x", "{}", "CDSDASHBOARDS_JH_USER=%7B%7D", id="new"),
+    ],
+)
+def test_the_user_query_parameter_is_rproxys_alone(
+    query: str, info: str | None, expected: str
+) -> None:
+    assert with_user_query(query, info) == expected
+
+
+def test_a_client_sent_identity_header_never_goes_upstream() -> None:
+    incoming = CIMultiDict({"X-CDSDASHBOARDS-JH-USER": '{"name": "admin"}', "Accept": "*/*"})
+    out = upstream_request_headers(
+        incoming, ClientView("10.0.0.1", "http", "h"), public_prefix="", trusted=TrustedProxies(),
+        host_header="preserve", upstream_host="up",
+    )  # fmt: skip
+    assert "X-CDSDASHBOARDS-JH-USER" not in out
+    assert out["Accept"] == "*/*"
+
+
+def test_user_info_has_jhsingle_fields_only() -> None:
+    model = {"kind": "user", "name": "ann", "admin": False, "groups": ["g"], "auth_state": "secret"}
+    assert json.loads(user_info(model)) == {"kind": "user", "name": "ann", "admin": False,
+                                             "groups": ["g"]}  # fmt: skip

@@ -108,7 +108,8 @@ async def test_metrics_move_as_traffic_passes(proxy: URL, http: aiohttp.ClientSe
     assert moved("rproxy_before_upstream_seconds_count") == proxied
     assert 0 < moved("rproxy_before_upstream_seconds_sum") < moved("rproxy_overhead_seconds_sum")
     assert 0 < moved("rproxy_overhead_seconds_sum") <= moved("rproxy_request_duration_seconds_sum")
-    assert _value(after, "rproxy_upstream_connect_seconds_count") >= 1
+    # connections are opened, then reused: far fewer opens than requests
+    assert 1 <= _value(after, "rproxy_upstream_connect_seconds_count") < proxied
     assert moved("rproxy_rewrite_seconds_count", rewriter="html") == 1
     assert moved("rproxy_rewrite_seconds_sum", rewriter="html") > 0
     assert moved("rproxy_received_bytes_total") == 3000

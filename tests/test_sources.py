@@ -155,15 +155,17 @@ def test_debug_flag_overrides_file_log_level(tmp_path: Path) -> None:
     assert config.log_level == "DEBUG"
 
 
-def test_port_flag_makes_a_broken_service_url_irrelevant(tmp_path: Path) -> None:
-    """JUPYTERHUB_SERVICE_URL only supplies a default port; with --port it is not consulted."""
+def test_ip_and_port_flags_make_a_broken_service_url_irrelevant(tmp_path: Path) -> None:
+    """JUPYTERHUB_SERVICE_URL only supplies the default address; with both flags it is unused."""
     config = _load(
         _write(tmp_path, 'command = ["app"]\n'),
         "--port",
         "9100",
+        "--ip",
+        "127.0.0.1",
         environ={"JUPYTERHUB_SERVICE_URL": "http://[bad/"},
     )
-    assert config.port == 9100
+    assert (config.ip, config.port) == ("127.0.0.1", 9100)
 
 
 def test_unknown_key_is_named(tmp_path: Path) -> None:

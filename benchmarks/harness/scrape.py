@@ -15,7 +15,7 @@ _HISTOGRAMS = {
     "rproxy_overhead_seconds": "overhead (rproxy's own time)",
     "rproxy_request_duration_seconds": "total",
     "rproxy_upstream_first_byte_seconds": "upstream first byte",
-    "rproxy_upstream_connect_seconds": "upstream connect (pool or new)",
+    "rproxy_upstream_connect_seconds": "upstream connect (new connections)",
 }
 
 

@@ -1,0 +1,1 @@
+"""Plugins that add a mode or a route to rproxy: JupyterHub authentication and activity."""

@@ -1,0 +1,233 @@
+"""JupyterHub mode: every request to the server authenticated through the hub, as OAuth.
+
+``HubAuthenticator`` is the ``Authenticator`` the auth middleware asks on every request, WebSocket
+upgrades included. It finds the user from an ``Authorization: token ...`` header or from rproxy's
+signed cookie, asks the hub who owns that token (jupyterhub.services.auth.HubOAuth, awaited with
+``sync=False``, its answers cached by HubOAuth), and decides access from the hub's scopes
+(JUPYTERHUB_OAUTH_ACCESS_SCOPES), JUPYTERHUB_USER, JUPYTERHUB_GROUP and JUPYTERHUB_ANYONE=1, as
+jhsingle-native-proxy does. Without a user, a browser's page request is sent to the hub's login
+(OAuth with state and PKCE) and everything else gets 403. ``{prefix}oauth_callback`` (or the path
+of JUPYTERHUB_OAUTH_CALLBACK_URL) exchanges the code for a token and sets the cookie.
+
+HubOAuth's own cookie and state helpers need a tornado handler, so the cookies here are rproxy's:
+HMAC-signed with a key derived from JUPYTERHUB_API_TOKEN (plugins/cookies.py), HttpOnly, scoped to
+the prefix. The OAuth state travels in a signed cookie of its own, so any worker of ``--workers``
+can finish a login another one began. The URL a login returns to is always inside the prefix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlencode
+
+import jupyterhub
+from aiohttp import web
+from jupyterhub.services.auth import HubOAuth
+from jupyterhub.utils import url_path_join
+from tornado.web import HTTPError
+from yarl import URL
+
+from rproxy.auth import Authenticator, Identity
+from rproxy.config import Config
+from rproxy.errors import plain_response
+from rproxy.keys import CONFIG, HUB_USER, METRICS
+from rproxy.plugins.cookies import CookieSigner
+from rproxy.plugins.hub_activity import ActivityReporter
+from rproxy.urls import has_dot_segment
+from rproxy.websocket import is_upgrade
+
+logger = logging.getLogger(__name__)
+
+_TOKEN_HEADER = re.compile(r"(?:token|bearer)\s+(\S+)\s*$", re.IGNORECASE)
+_STATE = re.compile(r"[A-Za-z0-9_-]{16,64}")
+_STATE_MAX_AGE = 600
+_COOKIE_MAX_AGE = 30 * 24 * 3600  # the hub's token expiry is what really limits a session
+
+
+class HubAuthenticator:
+    """Authenticates every request with the hub; see the module docstring."""
+
+    def __init__(self, config: Config) -> None:
+        hub = config.hub
+        self._hub = hub
+        self._prefix = config.prefix
+        self._oauth = HubOAuth(
+            api_token=hub.api_token,
+            api_url=hub.api_url,
+            oauth_client_id=hub.client_id,
+            base_url=config.prefix,
+            hub_prefix=url_path_join(hub.hub_base_url, "hub") + "/",
+            hub_host=hub.hub_host,
+            access_scopes=set(hub.access_scopes),
+            oauth_redirect_uri=hub.callback_url or config.prefix + "oauth_callback",
+            keyfile=hub.ssl_keyfile,
+            certfile=hub.ssl_certfile,
+            client_ca=hub.ssl_client_ca,
+        )
+        self.callback_path = URL(self._oauth.oauth_redirect_uri).raw_path
+        self._signer = CookieSigner(hub.api_token.encode())
+        self._cookie = "rproxy-" + re.sub(r"[^A-Za-z0-9_-]", "_", hub.client_id)
+
+    async def check(self, request: web.Request) -> web.StreamResponse | None:
+        path = request.rel_url.raw_path
+        if path == self.callback_path:
+            return await self._callback(request)
+        if not path.startswith(self._prefix):
+            return None  # the proxy answers 404, or redirects the bare prefix: nothing to guard
+        try:
+            model = await self._user(request)
+        except HTTPError as exc:
+            logger.error("cannot check the user with the hub: %s", exc.log_message or exc)
+            return plain_response(502, "The hub could not be asked who you are; try again.")
+        if model is None:
+            return self._login(request)
+        if not self._allowed(model):
+            logger.warning(
+                "refused %s %s: hub user %r may not use this server",
+                request.method,
+                path,
+                model.get("name"),
+            )
+            return plain_response(403, "You are logged in, but not allowed on this server.")
+        request[HUB_USER] = model
+        return None
+
+    async def identity(self, request: web.Request) -> Identity | None:
+        model = request.get(HUB_USER)
+        if model is None:
+            return None
+        return Identity(
+            name=str(model.get("name", "")),
+            groups=tuple(model.get("groups") or ()),
+            admin=bool(model.get("admin", False)),
+            scopes=tuple(model.get("scopes") or ()),
+        )
+
+    async def _user(self, request: web.Request) -> dict[str, Any] | None:
+        token = None
+        header = _TOKEN_HEADER.match(request.headers.get("Authorization", ""))
+        if header:
+            token = header.group(1)
+        else:
+            signed = request.cookies.get(self._cookie)
+            if signed:
+                token = self._signer.verify(self._cookie, signed, _COOKIE_MAX_AGE)
+        if not token:
+            return None
+        model: dict[str, Any] | None = await self._oauth.user_for_token(token, sync=False)
+        return model
+
+    def _allowed(self, model: dict[str, Any]) -> bool:
+        hub = self._hub
+        if hub.anyone:
+            return True
+        if hub.group and hub.group in (model.get("groups") or ()):
+            return True
+        if self._oauth.access_scopes:
+            return bool(self._oauth.check_scopes(self._oauth.access_scopes, model))
+        return bool(hub.user) and model.get("name") == hub.user
+
+    def _login(self, request: web.Request) -> web.StreamResponse:
+        if request.method not in ("GET", "HEAD") or is_upgrade(request):
+            return plain_response(403, "Log in through the hub first.")
+        if "text/html" not in request.headers.get("Accept", ""):
+            return plain_response(403, "Log in through the hub first.")
+        state = secrets.token_urlsafe(24)
+        verifier, challenge, method = self._oauth.generate_pkce_code_challenge()
+        query = urlencode({"state": state, "code_challenge": challenge,
+                           "code_challenge_method": method})  # fmt: skip
+        login = self._oauth.login_url
+        response = plain_response(302, Location=f"{login}{'&' if '?' in login else '?'}{query}")
+        name = self._state_cookie(state)
+        value = json.dumps({"next": self._inside(request.rel_url.raw_path_qs), "v": verifier})
+        response.set_cookie(name, self._signer.sign(name, value), max_age=_STATE_MAX_AGE,
+                            **self._cookie_options(request))  # fmt: skip
+        return response
+
+    async def _callback(self, request: web.Request) -> web.StreamResponse:
+        if "error" in request.query:
+            logger.warning("the hub refused the login: %r", request.query["error"][:200])
+            return plain_response(403, "The hub did not grant access to this server.")
+        code, state = request.query.get("code", ""), request.query.get("state", "")
+        name = self._state_cookie(state) if _STATE.fullmatch(state) else ""
+        stored = self._signer.verify(name, request.cookies.get(name, ""), _STATE_MAX_AGE)
+        if not code or stored is None:
+            logger.warning("OAuth callback without a matching state cookie: login not finished")
+            return plain_response(400, "This login link is stale or was not started here; open "
+                                  "the page again.")  # fmt: skip
+        started = json.loads(stored)
+        try:
+            token = await self._oauth.token_for_code(code, code_verifier=started["v"], sync=False)
+        except HTTPError as exc:
+            logger.error("the hub did not exchange the OAuth code: %s", exc.log_message or exc)
+            return plain_response(403, "The hub did not accept this login; try again.")
+        response = plain_response(302, Location=self._inside(started["next"]))
+        options = self._cookie_options(request)
+        response.set_cookie(self._cookie, self._signer.sign(self._cookie, token),
+                            max_age=_COOKIE_MAX_AGE, **options)  # fmt: skip
+        response.del_cookie(name, path=options["path"])
+        return response
+
+    def _state_cookie(self, state: str) -> str:
+        return f"{self._cookie}-oauth-{state[:16]}"
+
+    def _inside(self, target: str) -> str:
+        """``target`` if it is a path inside the prefix, else the prefix: no open redirect."""
+        ok = (
+            target.startswith(self._prefix)
+            and "\\" not in target
+            and not any(c < " " or c == "\x7f" for c in target)
+            and not has_dot_segment(target.partition("?")[0])
+        )
+        return target if ok else self._prefix
+
+    def _cookie_options(self, request: web.Request) -> dict[str, Any]:
+        https = request.secure or request.headers.get("X-Forwarded-Proto", "") == "https"
+        return {"path": self._prefix, "httponly": True, "samesite": "Lax", "secure": https}
+
+
+def setup(
+    app: web.Application, config: Config, given: Authenticator | None
+) -> Authenticator | None:
+    """Join ``app`` to the hub that started it; return the authenticator to use.
+
+    Adds the X-JupyterHub-Version header the hub checks, and reports activity in the background.
+    With ``--authtype oauth`` (the default under a hub) the HubAuthenticator guards everything,
+    unless the caller brought its own; with ``--authtype none``, nobody is asked, loudly.
+    """
+    version = jupyterhub.__version__
+
+    async def add_version(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["X-JupyterHub-Version"] = version
+
+    app.on_response_prepare.append(add_version)
+    app.cleanup_ctx.append(_activity)
+    if config.hub.authtype == "none":
+        logger.warning(
+            "JupyterHub mode with --authtype none: NO AUTHENTICATION, anyone who can reach "
+            "%s is let in as the owner of this server",
+            config.prefix,
+        )
+        return given
+    authenticator = given or HubAuthenticator(config)
+    logger.info(
+        "JupyterHub mode: every request authenticated by the hub at %s (user %s, server %r)",
+        config.hub.api_url,
+        config.hub.user,
+        config.hub.server_name,
+    )
+    return authenticator
+
+
+async def _activity(app: web.Application) -> AsyncIterator[None]:
+    reporter = ActivityReporter(app[CONFIG].hub, app[METRICS])
+    task = asyncio.create_task(reporter.run())
+    yield
+    task.cancel()
+    await asyncio.wait({task})

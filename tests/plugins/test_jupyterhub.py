@@ -1,0 +1,146 @@
+"""The hub authenticator's own decisions, where no hub needs to answer: redirects, refusals, state.
+
+Logging in all the way, tokens, scopes, activity and named servers are proven against a real
+JupyterHub in tests/test_jupyterhub_e2e.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from aiohttp import web
+from support import StartProxy, StartUpstream
+from yarl import URL
+
+from rproxy.plugins.cookies import CookieSigner
+from rproxy.plugins.jupyterhub import HubAuthenticator
+from rproxy.sources import load_config
+
+PREFIX = "/user/alice/"
+ENV = {
+    "JUPYTERHUB_API_TOKEN": "api-token",
+    "JUPYTERHUB_API_URL": "http://127.0.0.1:9/hub/api",  # nothing listens: never asked here
+    "JUPYTERHUB_CLIENT_ID": "jupyterhub-user-alice",
+    "JUPYTERHUB_OAUTH_CALLBACK_URL": PREFIX + "oauth_callback",
+    "JUPYTERHUB_OAUTH_ACCESS_SCOPES": '["access:servers!server=alice/"]',
+    "JUPYTERHUB_SERVICE_PREFIX": PREFIX,
+    "JUPYTERHUB_USER": "alice",
+}
+HTML = {"Accept": "text/html"}
+
+
+@pytest.fixture
+async def proxy(start_upstream: StartUpstream, start_proxy: StartProxy) -> URL:
+    async def app(request: web.Request) -> web.Response:
+        return web.Response(text="the app")
+
+    upstream = web.Application()
+    upstream.router.add_route("*", "/{tail:.*}", app)
+    return await start_proxy(await start_upstream(upstream), environ=ENV, last_activity_interval=0)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
+        yield session
+
+
+async def test_a_browser_is_sent_to_the_hub_with_state_and_pkce(
+    proxy: URL, http: aiohttp.ClientSession
+) -> None:
+    async with http.get(proxy / "user/alice/page?x=1", headers=HTML, allow_redirects=False) as r:
+        assert r.status == 302
+        assert r.headers["X-JupyterHub-Version"]
+        location = URL(r.headers["Location"])
+        cookie = r.cookies
+    assert location.path == "/hub/api/oauth2/authorize"
+    assert location.query["client_id"] == ENV["JUPYTERHUB_CLIENT_ID"]
+    assert location.query["redirect_uri"] == PREFIX + "oauth_callback"
+    assert location.query["response_type"] == "code"
+    assert location.query["code_challenge_method"] == "S256"
+    state = location.query["state"]
+    (name,) = cookie.keys()
+    assert name.endswith(state[:16])
+    morsel = cookie[name]
+    assert (morsel["path"], morsel["httponly"], morsel["samesite"]) == (PREFIX, True, "Lax")
+
+
+UPGRADE = {
+    **HTML,
+    "Connection": "Upgrade",
+    "Upgrade": "websocket",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    "Sec-WebSocket-Version": "13",
+}
+FORGED = {**HTML, "Cookie": "rproxy-jupyterhub-user-alice=forged.1.x"}
+
+
+@pytest.mark.parametrize(
+    ("method", "headers"),
+    [
+        pytest.param("GET", {}, id="api-client"),
+        pytest.param("POST", HTML, id="post"),
+        pytest.param("GET", UPGRADE, id="upgrade"),
+        pytest.param("GET", FORGED, id="forged-cookie"),
+    ],
+)
+async def test_without_a_user_nothing_reaches_the_app(
+    proxy: URL, http: aiohttp.ClientSession, method: str, headers: dict[str, str]
+) -> None:
+    async with http.request(
+        method, proxy / "user/alice/x", headers=headers, allow_redirects=False
+    ) as response:
+        assert response.status in (302, 403)
+        assert "the app" not in await response.text()
+        if method != "GET" or "Upgrade" in headers or "Accept" not in headers:
+            assert response.status == 403
+
+
+async def test_a_cookie_signed_by_another_server_is_not_a_login(
+    proxy: URL, http: aiohttp.ClientSession
+) -> None:
+    name = "rproxy-jupyterhub-user-alice"
+    planted = CookieSigner(b"a neighbour's token").sign(name, "neighbour-token")
+    headers = {**HTML, "Cookie": f"{name}={planted}"}
+    async with http.get(proxy / "user/alice/", headers=headers, allow_redirects=False) as r:
+        assert r.status == 302  # to the hub's login; the hub was never asked about the token
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        pytest.param("code=abc", id="no-state"),
+        pytest.param("code=abc&state=AAAAAAAAAAAAAAAAAAAAAAAA", id="state-without-cookie"),
+        pytest.param("code=abc&state=../../x", id="bad-state"),
+        pytest.param("error=access_denied", id="hub-refused"),
+    ],
+)
+async def test_a_callback_without_a_matching_login_is_refused(
+    proxy: URL, http: aiohttp.ClientSession, query: str
+) -> None:
+    url = (proxy / "user/alice/oauth_callback").with_query(query)
+    async with http.get(url, allow_redirects=False) as response:
+        assert response.status in (400, 403)
+        assert "Set-Cookie" not in response.headers
+
+
+OUTSIDE = (
+    "/user/bob/",
+    "//evil.example/",
+    "https://evil.example/user/alice/",
+    "/user/alice/\\evil",
+    "/user/alice/\r\nSet-Cookie: x",
+    "/user/alicex/",
+    "/user/alice/../bob/",
+    "/user/alice/%2E%2e/bob/",
+)
+
+
+def test_a_login_returns_only_inside_the_prefix() -> None:
+    auth = HubAuthenticator(load_config({"upstream": "http://127.0.0.1:1"}, ENV))
+    inside = auth._inside  # the one place a post-login target is decided
+    assert inside("/user/alice/tree?x=1") == "/user/alice/tree?x=1"
+    for target in OUTSIDE:
+        assert inside(target) == PREFIX, target

@@ -1,0 +1,305 @@
+"""rproxy as the single-user server of a REAL JupyterHub, behind configurable-http-proxy.
+
+The hub (pip jupyterhub, DummyAuthenticator, SimpleLocalProcessSpawner) spawns
+``rproxy [options] -- <app>``: the demo app for the default server, the small child app for a named
+one. A client logs in to the hub, follows the OAuth redirects through rproxy and reaches the app;
+a second user and anonymous clients are refused on HTTP and WebSocket; activity reaches the hub.
+Everything runs on 127.0.0.1; the whole module takes well under a minute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from support import CHILD, alive
+from yarl import URL
+
+ROOT = Path(__file__).resolve().parent.parent
+CHP = ROOT / ".cache" / "node" / "node_modules" / ".bin" / "configurable-http-proxy"
+RPROXY = Path(sys.executable).with_name("rproxy")
+DEMO = [sys.executable, str(ROOT / "examples" / "demo" / "app.py"), "--port", "{port}"]
+ADMIN_TOKEN = secrets.token_hex(16)
+HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+_CONFIG = """
+c = get_config()  # noqa
+c.JupyterHub.bind_url = "http://127.0.0.1:{port}/"
+c.JupyterHub.hub_bind_url = "http://127.0.0.1:{hub_port}/"
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{api_port}"
+c.ConfigurableHTTPProxy.command = [{chp!r}]
+c.ConfigurableHTTPProxy.auth_token = {proxy_token!r}
+c.JupyterHub.db_url = "sqlite:///{state}/jupyterhub.sqlite"
+c.JupyterHub.cookie_secret_file = "{state}/cookie_secret"
+c.JupyterHub.authenticator_class = "dummy"
+c.Authenticator.allow_all = True
+c.JupyterHub.spawner_class = "simple"
+c.SimpleLocalProcessSpawner.home_dir_template = "{state}/home/{{username}}"
+c.JupyterHub.allow_named_servers = True
+c.Spawner.cmd = [{rproxy!r}, "--last-activity-interval", "1", "--forward-user-info",
+                 "--ready-timeout", "30"]
+c.Spawner.args = ["--", *{demo!r}]
+c.Spawner.start_timeout = 60
+c.Spawner.http_timeout = 60
+c.Spawner.environment = {{"PYTHONPATH": {root!r}}}
+c.JupyterHub.services = [{{"name": "tester", "api_token": {admin_token!r}}}]
+c.JupyterHub.load_roles = [{{"name": "tester", "services": ["tester"],
+                             "scopes": ["admin:users", "admin:servers", "tokens", "list:users",
+                                        "read:users"]}}]
+
+def _named_server_runs_the_child_app(spawner):
+    if spawner.name == "child":
+        spawner.args = ["--", *{child!r}, "--port", "{{port}}"]
+
+c.Spawner.pre_spawn_hook = _named_server_runs_the_child_app
+"""
+
+
+class Hub:
+    def __init__(self, url: URL, process: subprocess.Popen[bytes], log: Path) -> None:
+        self.url = url
+        self.process = process
+        self.log = log
+
+    def api(self, path: str) -> URL:
+        return self.url / "hub/api" / path
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    if not CHP.exists():
+        pytest.fail(f"{CHP} is missing: run scripts/setup.sh (it installs it with npm)")
+    state = tmp_path_factory.mktemp("hub")
+    port = _free_port()
+    config = _CONFIG.format(
+        port=port, hub_port=_free_port(), api_port=_free_port(), chp=str(CHP),
+        proxy_token=secrets.token_hex(16), state=state, rproxy=str(RPROXY), demo=DEMO,
+        root=str(ROOT), admin_token=ADMIN_TOKEN, child=CHILD,
+    )  # fmt: skip
+    (state / "jupyterhub_config.py").write_text(config)
+    log = state / "hub.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).with_name("jupyterhub")), "-f", "jupyterhub_config.py"],
+            cwd=state,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
+        )
+    url = URL(f"http://127.0.0.1:{port}")
+    try:
+        _wait_for_hub(url, process, log)
+        yield Hub(url, process, log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_for_hub(url: URL, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Until the hub answers its API through the proxy: both are up and the route is set."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"jupyterhub exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(str(url / "hub/api/"), timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)  # polling the hub until it answers, bounded by the deadline
+    pytest.fail(f"jupyterhub did not answer within 60 s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture
+async def admin() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(
+        headers={"Authorization": f"token {ADMIN_TOKEN}"},
+        timeout=aiohttp.ClientTimeout(total=60),
+    ) as session:
+        yield session
+
+
+async def _browser(hub: Hub, user: str) -> aiohttp.ClientSession:
+    """A client with the hub's login cookie for ``user``, as a browser has after logging in."""
+    session = aiohttp.ClientSession(
+        cookie_jar=aiohttp.CookieJar(unsafe=True), timeout=aiohttp.ClientTimeout(total=60)
+    )
+    async with session.get(hub.url / "hub/login") as response:
+        page = await response.text()
+    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page)
+    form = {"username": user, "password": "any", **({"_xsrf": xsrf.group(1)} if xsrf else {})}
+    async with session.post(hub.url / "hub/login", data=form, allow_redirects=False) as response:
+        assert response.status == 302, await response.text()
+    return session
+
+
+async def _ensure_user(hub: Hub, admin: aiohttp.ClientSession, user: str) -> None:
+    async with admin.post(hub.api("users"), json={"usernames": [user]}) as response:
+        assert response.status in (201, 409), await response.text()  # 409: made by another test
+
+
+async def _start(hub: Hub, admin: aiohttp.ClientSession, user: str, server: str = "") -> None:
+    await _ensure_user(hub, admin, user)
+    if server in (await _user_model(admin, hub, user))["servers"]:
+        return  # started by an earlier test of this module
+    path = f"users/{user}/servers/{server}" if server else f"users/{user}/server"
+    async with admin.post(hub.api(path)) as response:
+        assert response.status in (201, 202), await response.text()
+    # The hub counts the server as up once rproxy answers (as with jhsingle-native-proxy: rproxy
+    # shows its own "starting" page meanwhile); the app is ready when api/status says 200.
+    status = hub.url / "user" / user / (f"{server}/" if server else "") / "api/status"
+    token = {"Authorization": f"token {await _token(admin, hub, user)}"}
+    async with asyncio.timeout(90):
+        while True:  # no push from either side: poll until ready, bounded by the timeout
+            async with admin.get(status, headers=token) as response:
+                if response.status == 200:
+                    return
+            await asyncio.sleep(0.3)
+
+
+async def _user_model(admin: aiohttp.ClientSession, hub: Hub, user: str) -> Any:
+    async with admin.get(hub.api(f"users/{user}")) as response:
+        assert response.status == 200
+        return await response.json()
+
+
+async def _token(admin: aiohttp.ClientSession, hub: Hub, user: str) -> str:
+    await _ensure_user(hub, admin, user)
+    async with admin.post(hub.api(f"users/{user}/tokens"), json={"note": "test"}) as response:
+        assert response.status == 201, await response.text()
+        return str((await response.json())["token"])
+
+
+async def test_a_user_logs_in_through_oauth_and_reaches_the_app(
+    hub: Hub, admin: aiohttp.ClientSession
+) -> None:
+    await _start(hub, admin, "alice")
+    browser = await _browser(hub, "alice")
+    async with browser:
+        async with browser.get(hub.url / "user/alice/", headers=HTML) as response:
+            assert response.status == 200
+            assert "rproxy demo" in (await response.text()).lower()
+            hops = [URL(str(r.headers["Location"])) for r in response.history]
+        # rproxy sent the browser to the hub's authorize endpoint (not under the user's prefix),
+        # with state and PKCE, and took it back at its own oauth_callback
+        authorize = next(u for u in hops if "oauth2/authorize" in u.path)
+        assert authorize.path == "/hub/api/oauth2/authorize"
+        assert {"state", "code_challenge", "client_id", "redirect_uri"} <= set(authorize.query)
+        assert authorize.query["code_challenge_method"] == "S256"
+        assert any(u.path == "/user/alice/oauth_callback" for u in hops)
+        cookie = next(c for c in browser.cookie_jar if c.key.startswith("rproxy-"))
+        assert cookie["path"] == "/user/alice/"
+        assert cookie["httponly"]
+        # with the cookie: no more redirects; the app sees the real user, never a forged one
+        forged = {"X-CDSDASHBOARDS-JH-USER": '{"name": "mallory"}'}
+        async with browser.get(hub.url / "user/alice/headers", headers=forged) as response:
+            assert response.history == ()
+            seen = await response.json()
+        identities = [v for k, v in seen["headers"] if k.lower() == "x-cdsdashboards-jh-user"]
+        assert len(identities) == 1
+        assert json.loads(identities[0])["name"] == "alice"
+        async with browser.ws_connect(hub.url / "user/alice/ws") as ws:
+            await ws.send_str("through the hub")
+            assert "through the hub" in await ws.receive_str()
+        async with browser.get(hub.url / "user/alice/api") as response:
+            assert response.headers["X-JupyterHub-Version"]
+            overview = await response.json()
+        assert (overview["mode"], overview["user"]) == ("jupyterhub", "alice")
+
+
+async def test_others_are_refused_on_http_and_websocket(
+    hub: Hub, admin: aiohttp.ClientSession
+) -> None:
+    await _start(hub, admin, "alice")
+    bob = await _token(admin, hub, "bob")
+    alice = await _token(admin, hub, "alice")
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as anon:
+        async with anon.get(hub.url / "user/alice/", allow_redirects=False) as response:
+            assert response.status == 403  # an API client: no redirect to a login page
+        async with anon.get(hub.url / "user/alice/", headers=HTML, allow_redirects=False) as r:
+            assert r.status == 302
+            assert URL(r.headers["Location"]).path == "/hub/api/oauth2/authorize"
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await anon.ws_connect(hub.url / "user/alice/ws")
+        assert refused.value.status == 403
+        as_bob = {"Authorization": f"token {bob}"}
+        async with anon.get(hub.url / "user/alice/", headers=as_bob) as response:
+            assert response.status == 403
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await anon.ws_connect(hub.url / "user/alice/ws", headers=as_bob)
+        assert refused.value.status == 403
+        as_alice = {"Authorization": f"token {alice}"}
+        async with anon.get(hub.url / "user/alice/api/status", headers=as_alice) as response:
+            assert response.status == 200
+            assert (await response.json())["status"] == "ok"
+        async with anon.ws_connect(hub.url / "user/alice/ws", headers=as_alice) as ws:
+            await ws.send_str("token")
+            assert "token" in await ws.receive_str()
+
+
+async def test_activity_reaches_the_hub(hub: Hub, admin: aiohttp.ClientSession) -> None:
+    await _start(hub, admin, "alice")
+    before = (await _user_model(admin, hub, "alice"))["servers"][""]["last_activity"]
+    async with asyncio.timeout(30):
+        while True:  # rproxy reports every second (--last-activity-interval 1)
+            model = await _user_model(admin, hub, "alice")
+            if model["servers"][""]["last_activity"] != before:
+                break
+            await asyncio.sleep(0.3)
+    assert model["servers"][""]["last_activity"] > before
+
+
+async def test_a_named_server_and_its_shutdown(hub: Hub, admin: aiohttp.ClientSession) -> None:
+    await _start(hub, admin, "carol", "child")
+    browser = await _browser(hub, "carol")
+    async with browser, browser.get(hub.url / "user/carol/child/pid", headers=HTML) as response:
+        assert response.status == 200
+        pid = await response.json()
+        hops = [URL(str(r.headers["Location"])) for r in response.history]
+    assert any(u.path == "/hub/api/oauth2/authorize" for u in hops)
+    assert any(u.path == "/user/carol/child/oauth_callback" for u in hops)
+    assert alive(pid)
+    async with admin.delete(hub.api("users/carol/servers/child")) as response:
+        assert response.status in (202, 204)
+    await asyncio.wait_for(_exited(pid), timeout=60)  # the hub stops rproxy, rproxy its command
+
+
+async def _exited(pid: int) -> None:
+    """Return when process ``pid`` (not our child) has exited: its pidfd becomes readable."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    gone = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_reader(fd, gone.set)
+    try:
+        await gone.wait()
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
