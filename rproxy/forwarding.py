@@ -11,7 +11,7 @@ passes unchanged. No I/O happens here.
 
 Identity is rproxy's to state: the JupyterHub user goes upstream as ``X-CDSDASHBOARDS-JH-USER`` and
 the ``CDSDASHBOARDS_JH_USER`` query parameter only when configured, and a client's own copies of
-either are always removed first.
+either are always removed first. rproxy's own cookies (its login) are not passed on to the app.
 """
 
 from __future__ import annotations
@@ -152,6 +152,7 @@ def client_response_headers(upstream: Headers) -> CIMultiDict[str]:
 
 
 USER_HEADER = "X-CDSDASHBOARDS-JH-USER"
+OWN_COOKIES = "rproxy-"  # the names of the cookies rproxy itself sets start so
 USER_QUERY = "CDSDASHBOARDS_JH_USER"
 
 
@@ -170,3 +171,9 @@ def with_user_query(query: str, info: str | None) -> str:
     if info is not None:
         kept.append(f"{USER_QUERY}={quote(info, safe='')}")
     return "&".join(kept)
+
+
+def without_cookies(header: str, prefix: str) -> str:
+    """A Cookie header without the cookies whose names start with ``prefix`` (rproxy's own)."""
+    kept = [c for c in header.split(";") if not c.strip().startswith(prefix)]
+    return ";".join(kept).strip()

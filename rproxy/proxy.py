@@ -27,6 +27,7 @@ from rproxy.errors import (
     plain_response,
 )
 from rproxy.forwarding import (
+    OWN_COOKIES,
     USER_HEADER,
     USER_QUERY,
     ClientView,
@@ -34,6 +35,7 @@ from rproxy.forwarding import (
     upstream_request_headers,
     user_info,
     with_user_query,
+    without_cookies,
 )
 from rproxy.keys import (
     API,
@@ -122,9 +124,13 @@ def _upstream_headers(request: web.Request) -> CIMultiDict[str]:
         host_header=config.host_header,
         upstream_host=mapper.upstream.raw_authority,
     )
-    if config.hub.forward_user_info:
+    if config.hub.api_token:  # JupyterHub mode: the app sees neither our cookies nor spoofs
+        if OWN_COOKIES in (cookies := "; ".join(headers.getall("Cookie", ()))):
+            headers.popall("Cookie")
+            if kept := without_cookies(cookies, OWN_COOKIES):
+                headers["Cookie"] = kept
         model = request.get(HUB_USER)
-        if model is not None:
+        if model is not None and config.hub.forward_user_info:
             headers[USER_HEADER] = user_info(model)
     return headers
 

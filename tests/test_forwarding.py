@@ -11,12 +11,14 @@ from multidict import CIMultiDict
 
 from rproxy.config import HostHeader, TrustedProxies
 from rproxy.forwarding import (
+    OWN_COOKIES,
     ClientView,
     client_response_headers,
     hop_by_hop,
     upstream_request_headers,
     user_info,
     with_user_query,
+    without_cookies,
 )
 
 PEER = "203.0.113.7"
@@ -418,3 +420,16 @@ def test_user_info_has_jhsingle_fields_only() -> None:
     model = {"kind": "user", "name": "ann", "admin": False, "groups": ["g"], "auth_state": "secret"}
     assert json.loads(user_info(model)) == {"kind": "user", "name": "ann", "admin": False,
                                              "groups": ["g"]}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        pytest.param("a=1; rproxy-x=s.1.m; b=2", "a=1; b=2", id="middle"),
+        pytest.param("rproxy-x=s.1.m", "", id="only"),
+        pytest.param("rproxy-a=1;rproxy-b-oauth-s=2; c=3", "c=3", id="several"),
+        pytest.param("a=rproxy-1; xrproxy-=2", "a=rproxy-1; xrproxy-=2", id="names-only"),
+    ],
+)
+def test_rproxys_own_cookies_are_taken_out(header: str, expected: str) -> None:
+    assert without_cookies(header, OWN_COOKIES) == expected

@@ -223,6 +223,8 @@ async def test_a_user_logs_in_through_oauth_and_reaches_the_app(
         identities = [v for k, v in seen["headers"] if k.lower() == "x-cdsdashboards-jh-user"]
         assert len(identities) == 1
         assert json.loads(identities[0])["name"] == "alice"
+        cookies = " ".join(v for k, v in seen["headers"] if k.lower() == "cookie")
+        assert "rproxy-" not in cookies  # the login token stays between the browser and rproxy
         async with browser.ws_connect(hub.url / "user/alice/ws") as ws:
             await ws.send_str("through the hub")
             assert "through the hub" in await ws.receive_str()

@@ -36,6 +36,7 @@ from yarl import URL
 from rproxy.auth import Authenticator, Identity
 from rproxy.config import Config
 from rproxy.errors import plain_response
+from rproxy.forwarding import OWN_COOKIES
 from rproxy.keys import CONFIG, HUB_USER, METRICS
 from rproxy.plugins.cookies import CookieSigner
 from rproxy.plugins.hub_activity import ActivityReporter
@@ -72,7 +73,7 @@ class HubAuthenticator:
         )
         self.callback_path = URL(self._oauth.oauth_redirect_uri).raw_path
         self._signer = CookieSigner(hub.api_token.encode())
-        self._cookie = "rproxy-" + re.sub(r"[^A-Za-z0-9_-]", "_", hub.client_id)
+        self._cookie = OWN_COOKIES + re.sub(r"[^A-Za-z0-9_-]", "_", hub.client_id)
 
     async def check(self, request: web.Request) -> web.StreamResponse | None:
         path = request.rel_url.raw_path

@@ -144,3 +144,48 @@ def test_a_login_returns_only_inside_the_prefix() -> None:
     assert inside("/user/alice/tree?x=1") == "/user/alice/tree?x=1"
     for target in OUTSIDE:
         assert inside(target) == PREFIX, target
+
+
+def _auth(**env: str) -> HubAuthenticator:
+    return HubAuthenticator(load_config({"upstream": "http://127.0.0.1:1"}, {**ENV, **env}))
+
+
+@pytest.mark.parametrize(
+    ("env", "model", "allowed"),
+    [
+        pytest.param({}, {"name": "alice", "scopes": ["access:servers!server=alice/"]}, True,
+                     id="scope"),
+        pytest.param({}, {"name": "admin", "scopes": ["access:servers"]}, True, id="all-servers"),
+        pytest.param({}, {"name": "bob", "scopes": ["access:servers!server=bob/"]}, False,
+                     id="other-scope"),
+        pytest.param({}, {"name": "alice", "scopes": []}, False, id="name-is-not-enough"),
+        pytest.param({"JUPYTERHUB_GROUP": "team"}, {"name": "bob", "groups": ["team"],
+                     "scopes": []}, True, id="group"),
+        pytest.param({"JUPYTERHUB_ANYONE": "1"}, {"name": "eve", "scopes": []}, True,
+                     id="anyone"),
+        pytest.param({"JUPYTERHUB_OAUTH_ACCESS_SCOPES": "[]"}, {"name": "alice"}, True,
+                     id="no-scopes-owner"),
+        pytest.param({"JUPYTERHUB_OAUTH_ACCESS_SCOPES": "[]"}, {"name": "bob"}, False,
+                     id="no-scopes-other"),
+    ],
+)  # fmt: skip
+def test_who_may_use_the_server(
+    env: dict[str, str], model: dict[str, object], allowed: bool
+) -> None:
+    assert _auth(**env)._allowed(model) is allowed
+
+
+async def test_authtype_none_under_a_hub_says_so_loudly(
+    start_upstream: StartUpstream,
+    start_proxy: StartProxy,
+    http: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    upstream = web.Application()
+    proxy = await start_proxy(
+        await start_upstream(upstream), environ=ENV, authtype="none", last_activity_interval=0
+    )
+    async with http.get(proxy / "user/alice/api") as response:
+        assert response.status == 200  # nobody asked
+        assert response.headers["X-JupyterHub-Version"]
+    assert any("NO AUTHENTICATION" in r.getMessage() for r in caplog.records)
