@@ -43,7 +43,7 @@ class ActivityReporter:
                 await asyncio.sleep(min(interval, 2**failures) if failures else interval)
                 try:
                     await self.report_once(session)
-                except (aiohttp.ClientError, TimeoutError, OSError, _Refused) as exc:
+                except (aiohttp.ClientError, TimeoutError, OSError, ActivityRefused) as exc:
                     failures = min(failures + 1, 16)
                     logger.warning("could not report activity to the hub: %s", exc)
                 else:
@@ -64,13 +64,13 @@ class ActivityReporter:
             ssl=_client_ssl(self._hub),
         ) as response:
             if response.status >= 400:
-                raise _Refused(f"{response.status} {response.reason}")
+                raise ActivityRefused(f"{response.status} {response.reason}")
         self._reported = last
         self.reports += 1
         return True
 
 
-class _Refused(Exception):
+class ActivityRefused(Exception):
     """The hub answered the activity report with an error status."""
 
 
