@@ -152,29 +152,27 @@ async def request_body(request: web.BaseRequest, timing: RequestTiming) -> Async
         yield chunk
 
 
+async def _read(source: StreamReader, timing: RequestTiming) -> bytes:
+    """The upstream's next chunk (b"" at the end); the wait for it is the upstream's time."""
+    before = time.perf_counter()
+    chunk = await source.readany()
+    timing.upstream_wait += time.perf_counter() - before
+    return chunk
+
+
 async def relay_rewritten(
     source: StreamReader, response: RelayedResponse, pipeline: BodyPipeline, timing: RequestTiming
 ) -> None:
     """Copy ``source`` through ``pipeline`` to the prepared ``response`` and finish it."""
     await response.write(b"")  # the headers go now: a buffering rewriter may hold everything
-    clock, waited, sent = time.perf_counter, 0.0, 0
-    try:
-        while True:
-            before = clock()
-            chunk = await source.readany()
-            waited += clock() - before
-            if not chunk:
-                break
-            out = pipeline.feed(chunk)
-            if out:
-                await response.write(out)
-                sent += len(out)
-        out = pipeline.flush()
-        await response.write_eof(out)
-        sent += len(out)
-    finally:
-        timing.upstream_wait += waited
-        timing.bytes_out += sent
+    while chunk := await _read(source, timing):
+        out = pipeline.feed(chunk)
+        if out:
+            await response.write(out)
+            timing.bytes_out += len(out)
+    out = pipeline.flush()
+    await response.write_eof(out)
+    timing.bytes_out += len(out)
 
 
 async def relay_body(
@@ -187,17 +185,8 @@ async def relay_body(
         timing.bytes_out += len(ready)
         return
     await response.write(ready)  # also sends the headers, even when no byte is ready
-    clock, waited, sent = time.perf_counter, 0.0, len(ready)
-    try:
-        while True:
-            before = clock()
-            chunk = await source.readany()
-            waited += clock() - before
-            if not chunk:
-                break
-            await response.write(chunk)
-            sent += len(chunk)
-        await response.write_eof()
-    finally:
-        timing.upstream_wait += waited
-        timing.bytes_out += sent
+    timing.bytes_out += len(ready)
+    while chunk := await _read(source, timing):
+        await response.write(chunk)
+        timing.bytes_out += len(chunk)
+    await response.write_eof()
