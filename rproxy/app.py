@@ -15,6 +15,7 @@ import signal
 import ssl
 from collections.abc import AsyncIterator
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -39,9 +40,11 @@ from rproxy.keys import (
     UPSTREAM_CLIENT,
     UPSTREAM_PROBE,
     URLS,
+    VNC,
 )
 from rproxy.launch import Launcher, allocate_endpoint
 from rproxy.metrics import Gauges, ProxyMetrics, registry_for, watch_loop_lag
+from rproxy.plugins.vnc import VncRoutes, VncTarget
 from rproxy.probe import UpstreamProbe
 from rproxy.proxy import handle
 from rproxy.rewriters import registry
@@ -75,6 +78,10 @@ def make_app(
     app[METRICS] = metrics = ProxyMetrics(config.slow_request_ms / 1000)
     app[PROMETHEUS] = registry_for(metrics, _gauges(app))
     app[API] = api_routes(config.api_prefix)
+    if config.vnc_upstream is not None:
+        app[VNC] = VncRoutes(
+            VncTarget(config.vnc_upstream), config.vnc_path, Path(config.novnc_dir)
+        )
     if config.hub.api_token:  # started by JupyterHub; the plugin imports jupyterhub, so only now
         from rproxy.plugins import jupyterhub
 

@@ -138,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     g("--server-timing", action=flag, help="add a Server-Timing header (rproxy, upstream)")
     g("--slow-request-ms", type=float, metavar="MS", help="log requests slower than this (0: off)")
 
+    g = parser.add_argument_group("VNC desktops in the browser").add_argument
+    g("--vnc-upstream", metavar="HOST:PORT|SOCKET", help="bridge {prefix}websockify to this "
+      "VNC server and serve the noVNC client at {prefix}vnc/")  # fmt: skip
+    g("--vnc-path", metavar="PATH", help="the bridge's path under the prefix (websockify)")
+    g("--novnc-dir", metavar="DIR", help="where noVNC is installed (/usr/share/novnc)")
+
     g = parser.add_argument_group("JupyterHub (jhsingle-native-proxy options)").add_argument
     g("--authtype", choices=get_args(AuthType), help="oauth when run by JupyterHub, else none")
     g("--last-activity-interval", type=int, metavar="S", help="activity report period (300)")

@@ -216,6 +216,9 @@ class Config:
     api_prefix: str | None = "api"  # None: no API endpoints
     server_timing: bool = False
     slow_request_ms: float = 0.0  # 0: no slow-request log
+    vnc_upstream: str | None = None  # host:port or a Unix socket path: the VNC bridge's target
+    vnc_path: str = "websockify"
+    novnc_dir: str = "/usr/share/novnc"
     log_level: LogLevel = "INFO"
 
     def __post_init__(self) -> None:
@@ -248,17 +251,31 @@ class Config:
             object.__setattr__(self, "api_prefix", _api_prefix(self.api_prefix))
         if not math.isfinite(self.slow_request_ms) or self.slow_request_ms < 0:
             raise ConfigError("--slow-request-ms must be 0 (off) or more")
+        if self.vnc_upstream is not None:
+            _vnc_upstream(self.vnc_upstream)
+            object.__setattr__(self, "vnc_path", _api_prefix(self.vnc_path, "--vnc-path"))
 
 
 _API_SEGMENT = re.compile(r"[A-Za-z0-9_~-][A-Za-z0-9._~-]*")
 
 
-def _api_prefix(text: str) -> str:
+def _api_prefix(text: str, option: str = "--api-prefix") -> str:
     """``api`` or ``_rproxy/api``: path segments under the prefix, without surrounding slashes."""
     segments = text.strip("/").split("/")
     if not all(_API_SEGMENT.fullmatch(s) and s.strip(".") for s in segments):
         raise ConfigError(
-            f"--api-prefix {text!r}: give path segments of letters, digits and - . _ ~ "
+            f"{option} {text!r}: give path segments of letters, digits and - . _ ~ "
             "(such as api or _rproxy/api)"
         )
     return "/".join(segments)
+
+
+def _vnc_upstream(text: str) -> None:
+    """``host:port``, ``unix:/path`` or ``/path``."""
+    if text.startswith(("/", "unix:/")):
+        return
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise ConfigError(
+            f"--vnc-upstream {text!r}: give host:port (127.0.0.1:5901) or a socket path"
+        )

@@ -15,6 +15,7 @@ from rproxy.auth import Authenticator
 from rproxy.config import Config, Upstream
 from rproxy.launch import Endpoint, Launcher
 from rproxy.metrics import ProxyMetrics
+from rproxy.plugins.vnc import VncRoutes
 from rproxy.probe import UpstreamProbe
 from rproxy.rewriters.base import Rewriter
 from rproxy.urls import UrlMapper
@@ -36,3 +37,4 @@ API: web.AppKey[dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]
 )
 UPSTREAM_PROBE = web.AppKey("upstream_probe", UpstreamProbe)
 HUB_USER: web.RequestKey[dict[str, Any]] = web.RequestKey("hub_user", dict)  # hub's user model
+VNC = web.AppKey("vnc", VncRoutes)

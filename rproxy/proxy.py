@@ -48,6 +48,7 @@ from rproxy.keys import (
     UPSTREAM,
     UPSTREAM_CLIENT,
     URLS,
+    VNC,
 )
 from rproxy.launch import Launcher
 from rproxy.metrics import RequestTiming
@@ -91,6 +92,18 @@ async def _answer(request: web.Request, timing: RequestTiming) -> web.StreamResp
     api = request.app[API]
     if api and route.path in api and request.method in ("GET", "HEAD"):
         return await api[route.path](request)
+    vnc = request.app.get(VNC)
+    if vnc is not None:
+        config = request.app[CONFIG]
+        answer = await vnc.answer(
+            request,
+            route.path,
+            request.app[URLS].public_prefix,
+            request.app[OPEN_WEBSOCKETS],
+            config.websocket_heartbeat,
+        )
+        if answer is not None:
+            return answer
     launcher = request.app.get(LAUNCHER)
     if launcher is not None and launcher.state is not ChildState.READY:
         return _not_ready(request, launcher)

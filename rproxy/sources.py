@@ -66,6 +66,9 @@ _FILE_KEYS: dict[str, tuple[type, ...]] = {
     "no_api": (bool,),
     "server_timing": (bool,),
     "slow_request_ms": _NUMBER,
+    "vnc_upstream": (str,),
+    "vnc_path": (str,),
+    "novnc_dir": (str,),
 }
 
 
@@ -139,6 +142,9 @@ def load_config(
         api_prefix=None if given.get("no_api") else get("api_prefix", "api"),
         server_timing=get("server_timing", False),
         slow_request_ms=get("slow_request_ms", 0.0),
+        vnc_upstream=given.get("vnc_upstream"),
+        vnc_path=get("vnc_path", "websockify"),
+        novnc_dir=get("novnc_dir", "/usr/share/novnc"),
         log_level=_log_level(options) or _log_level(file or {}) or "INFO",
     )
 

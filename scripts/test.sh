@@ -4,13 +4,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian's chromium for the browser tests (tests/test_browser.py), only when it is missing
-if ! command -v chromium >/dev/null 2>&1; then
+# Debian packages the tests use, installed only when missing: chromium (tests/test_browser.py),
+# noVNC and TigerVNC's Xvnc (tests/plugins/test_vnc.py, the desktop test)
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+[ -f /usr/share/novnc/vnc.html ] || missing+=(novnc)
+command -v Xvnc >/dev/null 2>&1 || missing+=(tigervnc-standalone-server)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   else
-    echo "setup: chromium is missing; install it (apt-get install chromium) for the browser tests" >&2
+    echo "setup: missing ${missing[*]}; install them (apt-get install ${missing[*]}) for the tests" >&2
     exit 1
   fi
 fi
