@@ -13,7 +13,7 @@ command -v Xvnc >/dev/null 2>&1 || missing+=(tigervnc-standalone-server)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
     echo "setup: missing ${missing[*]}; install them (apt-get install ${missing[*]}) for the tests" >&2
     exit 1
