@@ -42,8 +42,9 @@ from rproxy.keys import (
     URLS,
     VNC,
 )
-from rproxy.launch import Launcher, allocate_endpoint
+from rproxy.launch import Launcher, allocate_endpoint, desktop_endpoint
 from rproxy.metrics import Gauges, ProxyMetrics, registry_for, watch_loop_lag
+from rproxy.plugins.desktop import Desktop
 from rproxy.plugins.vnc import VncRoutes, VncTarget
 from rproxy.probe import UpstreamProbe
 from rproxy.proxy import handle
@@ -94,6 +95,8 @@ def make_app(
     app.cleanup_ctx.append(_loop_lag)
     if config.child is not None:
         app.cleanup_ctx.append(_child)
+    if config.desktop is not None:
+        app.cleanup_ctx.append(_desktop)
     app.router.add_route("*", "/{tail:.*}", handle)
     return app
 
@@ -103,6 +106,10 @@ async def _upstream(
 ) -> AsyncIterator[None]:
     config = app[CONFIG]
     endpoint = allocate_endpoint(config.child) if config.child is not None else None
+    if config.desktop is not None:  # the upstream is the VNC server rproxy starts
+        endpoint = desktop_endpoint()
+        socket_path = endpoint.upstream.unix_socket or ""
+        app[VNC] = VncRoutes(VncTarget(socket_path), config.vnc_path, Path(config.novnc_dir))
     if endpoint is not None:
         app[ENDPOINT] = endpoint
     upstream = endpoint.upstream if endpoint is not None else config.upstream
@@ -124,6 +131,17 @@ async def _upstream(
         probe.close()
         if endpoint is not None and endpoint.socket_dir is not None:
             shutil.rmtree(endpoint.socket_dir, ignore_errors=True)
+
+
+async def _desktop(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    assert config.desktop is not None
+    desktop = Desktop(config.desktop, app[UPSTREAM].unix_socket or "", config.grace_period)
+    desktop.start()
+    try:
+        yield
+    finally:
+        await desktop.close()
 
 
 async def _loop_lag(app: web.Application) -> AsyncIterator[None]:

@@ -139,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     g("--slow-request-ms", type=float, metavar="MS", help="log requests slower than this (0: off)")
 
     g = parser.add_argument_group("VNC desktops in the browser").add_argument
+    g("--desktop", action="store_true", default=None, help="start a private VNC server, run the "
+      "command on its display and serve noVNC at the prefix")  # fmt: skip
+    g("--desktop-geometry", metavar="WxH", help="size of the desktop (1280x800)")
+    g("--desktop-depth", type=int, metavar="BITS", help="colour depth: 16, 24, 32 (24)")
     g("--vnc-upstream", metavar="HOST:PORT|SOCKET", help="bridge {prefix}websockify to this "
       "VNC server and serve the noVNC client at {prefix}vnc/")  # fmt: skip
     g("--vnc-path", metavar="PATH", help="the bridge's path under the prefix (websockify)")

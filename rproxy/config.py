@@ -194,6 +194,23 @@ class HubOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class DesktopOptions:
+    """``--desktop``: the VNC server rproxy starts, and the X app it runs on it."""
+
+    geometry: str = "1280x800"
+    depth: int = 24
+    app: tuple[str, ...] = ()
+    ready_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[1-9]\d{1,4}x[1-9]\d{1,4}", self.geometry):
+            raise ConfigError(f"--desktop-geometry {self.geometry!r}: give WIDTHxHEIGHT, 1280x800")
+        if self.depth not in (16, 24, 32):
+            raise ConfigError(f"--desktop-depth {self.depth}: 16, 24 or 32")
+        _positive("--ready-timeout", self.ready_timeout)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """All settings of one rproxy instance: either ``upstream`` or ``child`` is set."""
 
@@ -216,6 +233,7 @@ class Config:
     api_prefix: str | None = "api"  # None: no API endpoints
     server_timing: bool = False
     slow_request_ms: float = 0.0  # 0: no slow-request log
+    desktop: DesktopOptions | None = None  # --desktop: rproxy runs a VNC server and an X app
     vnc_upstream: str | None = None  # host:port or a Unix socket path: the VNC bridge's target
     vnc_path: str = "websockify"
     novnc_dir: str = "/usr/share/novnc"
@@ -223,7 +241,13 @@ class Config:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "prefix", normalize_prefix(self.prefix))
-        if (self.upstream is None) == (self.child is None):
+        if self.desktop is not None:
+            if self.upstream is not None or self.child is not None or self.vnc_upstream:
+                raise ConfigError(
+                    "--desktop runs its own VNC server and the command on it; it takes no "
+                    "--upstream, --destport or --vnc-upstream"
+                )
+        elif (self.upstream is None) == (self.child is None):
             raise ConfigError(
                 "give either an upstream (--upstream URL, or --destport N without a command) "
                 "or a command to run, not both"
@@ -253,7 +277,7 @@ class Config:
             raise ConfigError("--slow-request-ms must be 0 (off) or more")
         if self.vnc_upstream is not None:
             _vnc_upstream(self.vnc_upstream)
-            object.__setattr__(self, "vnc_path", _api_prefix(self.vnc_path, "--vnc-path"))
+        object.__setattr__(self, "vnc_path", _api_prefix(self.vnc_path, "--vnc-path"))
 
 
 _API_SEGMENT = re.compile(r"[A-Za-z0-9_~-][A-Za-z0-9._~-]*")

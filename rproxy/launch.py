@@ -51,6 +51,12 @@ def allocate_endpoint(child: ChildConfig) -> Endpoint:
     return Endpoint(Upstream(URL(f"http://127.0.0.1:{port}")), port)
 
 
+def desktop_endpoint() -> Endpoint:
+    """The private 0700 directory for a desktop's VNC socket (``--desktop``)."""
+    directory = Path(tempfile.mkdtemp(prefix="rproxy-desktop-"))
+    return Endpoint(Upstream(URL("http://localhost"), str(directory / "vnc.sock")), None, directory)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -104,6 +104,10 @@ async def _answer(request: web.Request, timing: RequestTiming) -> web.StreamResp
         )
         if answer is not None:
             return answer
+        if config.desktop is not None:  # nothing but the desktop is served
+            if route.path == "/":
+                return plain_response(307, Location=f"{request.app[URLS].public_prefix}/vnc/")
+            return plain_response(404, "This server shows a desktop at its root.")
     launcher = request.app.get(LAUNCHER)
     if launcher is not None and launcher.state is not ChildState.READY:
         return _not_ready(request, launcher)

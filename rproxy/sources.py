@@ -18,7 +18,15 @@ from typing import Any
 
 from yarl import URL
 
-from rproxy.config import ChildConfig, Config, HubOptions, Timeouts, TrustedProxies, Upstream
+from rproxy.config import (
+    ChildConfig,
+    Config,
+    DesktopOptions,
+    HubOptions,
+    Timeouts,
+    TrustedProxies,
+    Upstream,
+)
 from rproxy.errors import ConfigError
 from rproxy.rewriters.buffered import DEFAULT_MAX_BYTES
 from rproxy.rewriters.registry import DEFAULT as DEFAULT_REWRITERS
@@ -67,6 +75,9 @@ _FILE_KEYS: dict[str, tuple[type, ...]] = {
     "server_timing": (bool,),
     "slow_request_ms": _NUMBER,
     "vnc_upstream": (str,),
+    "desktop": (bool,),
+    "desktop_geometry": (str,),
+    "desktop_depth": (int,),
     "vnc_path": (str,),
     "novnc_dir": (str,),
 }
@@ -119,9 +130,19 @@ def load_config(
     trusted = given.get("trusted_proxies")
     if isinstance(trusted, list):
         trusted = ",".join(trusted)
+    desktop = None
+    if given.get("desktop"):
+        desktop = DesktopOptions(
+            geometry=get("desktop_geometry", "1280x800"),
+            depth=get("desktop_depth", 24),
+            app=command,
+            ready_timeout=get("ready_timeout", 30.0),
+        )
+        command = ()
     return Config(
         upstream=Upstream.parse(upstream_text) if upstream_text else None,
         child=_child(command, given) if command else None,
+        desktop=desktop,
         prefix=get("prefix", environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")),
         ip=given.get("ip") or _service_url(environ).host or "0.0.0.0",
         port=_port(given, environ),

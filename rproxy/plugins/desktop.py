@@ -1,0 +1,107 @@
+"""Desktop mode (``--desktop``): a private VNC server and an X app on it, viewed through noVNC.
+
+rproxy starts TigerVNC's ``Xvnc`` on a Unix socket in a private 0700 directory, with no TCP
+port (``-rfbport -1``), no X TCP listener and no VNC password: only rproxy can reach the socket,
+and rproxy lets in only who its authentication lets in. When the display answers, the given
+command (or nothing: an empty desktop) runs on it with ``DISPLAY`` set. Both are supervised like
+any wrapped command: restarted with backoff if they die, stopped with their process groups. The
+bridge (plugins/vnc.py) connects browsers to the socket; ``-AcceptSetDesktopSize`` lets noVNC's
+"remote resize" follow the browser window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from rproxy.config import DesktopOptions
+from rproxy.errors import ConfigError
+from rproxy.supervisor import ChildSpec, ChildState, Supervisor
+
+logger = logging.getLogger(__name__)
+
+_X_SOCKETS = Path("/tmp/.X11-unix")
+
+
+def find_xvnc() -> str:
+    xvnc = shutil.which("Xvnc") or shutil.which("Xtigervnc")
+    if xvnc is None:
+        raise ConfigError(
+            "--desktop needs TigerVNC's Xvnc: apt-get install tigervnc-standalone-server"
+        )
+    return xvnc
+
+
+def free_display(start: int = 10) -> int:
+    """The first display number without an X socket or lock file (from :10, clear of users')."""
+    for number in range(start, start + 1000):
+        if not (_X_SOCKETS / f"X{number}").exists() and not Path(f"/tmp/.X{number}-lock").exists():
+            return number
+    raise RuntimeError("no free X display number between :10 and :1009")
+
+
+class Desktop:
+    """Xvnc on ``socket_path`` and the app on its display; ``start`` returns at once."""
+
+    def __init__(self, options: DesktopOptions, socket_path: str, stop_grace: float) -> None:
+        self.options = options
+        self.stop_grace = stop_grace
+        self.socket_path = socket_path
+        self.display = free_display()
+        self.server: Supervisor | None = None
+        self.app: Supervisor | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="desktop")
+
+    async def _run(self) -> None:
+        options = self.options
+        argv = (
+            find_xvnc(), f":{self.display}", "-rfbunixpath", self.socket_path,
+            "-rfbunixmode", "0600", "-rfbport", "-1", "-SecurityTypes", "None",
+            "-nolisten", "tcp", "-geometry", options.geometry, "-depth", str(options.depth),
+            "-AlwaysShared", "-AcceptSetDesktopSize", "-desktop", "rproxy",
+        )  # fmt: skip
+        spec = ChildSpec(argv=argv, ready_timeout=options.ready_timeout,
+                         stop_grace=self.stop_grace)  # fmt: skip
+        self.server = Supervisor(spec, self._display_answers, name="Xvnc")
+        self.server.start()
+        await self.server.wait_for(ChildState.READY, ChildState.FAILED)
+        if self.server.state is ChildState.FAILED or not options.app:
+            if not options.app:
+                logger.info("desktop :%d ready, with no app on it", self.display)
+            return
+        env = {**os.environ, "DISPLAY": f":{self.display}"}
+        app_spec = ChildSpec(argv=options.app, env=env, ready_timeout=options.ready_timeout,
+                             stop_grace=self.stop_grace)  # fmt: skip
+        self.app = Supervisor(app_spec, _at_once, name="desktop app")
+        self.app.start()
+
+    async def _display_answers(self) -> bool:
+        """Ready when the VNC socket greets with the RFB banner."""
+        try:
+            reader, writer = await asyncio.open_unix_connection(self.socket_path)
+        except OSError:
+            return False
+        try:
+            return (await asyncio.wait_for(reader.read(12), timeout=2)).startswith(b"RFB ")
+        except TimeoutError:
+            return False
+        finally:
+            writer.close()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait({self._task})
+        for supervisor in (self.app, self.server):
+            if supervisor is not None:
+                await supervisor.stop()
+
+
+async def _at_once() -> bool:
+    return True
