@@ -3,10 +3,10 @@
 rproxy starts TigerVNC's ``Xvnc`` on a Unix socket in a private 0700 directory, with no TCP
 port (``-rfbport -1``), no X TCP listener and no VNC password: only rproxy can reach the socket,
 and rproxy lets in only who its authentication lets in. When the display answers, the given
-command (or nothing: an empty desktop) runs on it with ``DISPLAY`` set. Both are supervised like
-any wrapped command: restarted with backoff if they die, stopped with their process groups. The
-bridge (plugins/vnc.py) connects browsers to the socket; ``-AcceptSetDesktopSize`` lets noVNC's
-"remote resize" follow the browser window.
+command (without one, a terminal if one is installed) runs on it with ``DISPLAY`` set. Both are
+supervised like any wrapped command: restarted with backoff if they die, stopped with their
+process groups. The bridge (plugins/vnc.py) connects browsers to the socket;
+``-AcceptSetDesktopSize`` lets noVNC's "remote resize" follow the browser window.
 """
 
 from __future__ import annotations
@@ -71,12 +71,13 @@ class Desktop:
         self.server = Supervisor(spec, self._display_answers, name="Xvnc")
         self.server.start()
         await self.server.wait_for(ChildState.READY, ChildState.FAILED)
-        if self.server.state is ChildState.FAILED or not options.app:
-            if not options.app:
-                logger.info("desktop :%d ready, with no app on it", self.display)
+        app = options.app or _default_app()
+        if self.server.state is ChildState.FAILED or not app:
+            if not app:
+                logger.info("desktop :%d ready, with no app (no terminal found)", self.display)
             return
         env = {**os.environ, "DISPLAY": f":{self.display}"}
-        app_spec = ChildSpec(argv=options.app, env=env, ready_timeout=options.ready_timeout,
+        app_spec = ChildSpec(argv=app, env=env, ready_timeout=options.ready_timeout,
                              stop_grace=self.stop_grace)  # fmt: skip
         self.app = Supervisor(app_spec, _at_once, name="desktop app")
         self.app.start()
@@ -101,6 +102,15 @@ class Desktop:
         for supervisor in (self.app, self.server):
             if supervisor is not None:
                 await supervisor.stop()
+
+
+def _default_app() -> tuple[str, ...]:
+    """A terminal, when the command line names no app: Debian's choice, else xterm."""
+    for name in ("x-terminal-emulator", "xterm"):
+        path = shutil.which(name)
+        if path:
+            return (path,)
+    return ()
 
 
 async def _at_once() -> bool:
