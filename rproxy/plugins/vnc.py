@@ -92,7 +92,10 @@ async def bridge(
     heartbeat: float | None = None,
 ) -> web.StreamResponse:
     """Relay the WebSocket ``request`` to the VNC server at ``target`` until either side ends."""
-    response = web.WebSocketResponse(protocols=("binary",), heartbeat=heartbeat, max_msg_size=0)
+    # No permessage-deflate: VNC encodings are compressed already, deflating again costs CPU.
+    response = web.WebSocketResponse(
+        protocols=("binary",), heartbeat=heartbeat, max_msg_size=0, compress=False
+    )
     if not response.can_prepare(request).ok:
         return plain_response(400, "This path takes WebSocket connections for the VNC viewer.")
     try:
