@@ -13,6 +13,9 @@ from aiohttp import WSMsgType, web
 from support import StartProxy
 from yarl import URL
 
+from rproxy.cli import parse_config
+from rproxy.errors import ConfigError
+
 BANNER = b"RFB 003.008\n"
 MiB = 1 << 20
 
@@ -174,3 +177,29 @@ async def test_without_novnc_the_page_says_how_to_install_it(
     async with http.get(url / "vnc/") as response:
         assert response.status == 503
         assert "apt-get install novnc" in await response.text()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        pytest.param(["--desktop", "--desktop-geometry", "big"], "WIDTHxHEIGHT", id="geometry"),
+        pytest.param(["--desktop", "--desktop-depth", "8"], "16, 24 or 32", id="depth"),
+        pytest.param(["--desktop", "--upstream", "http://127.0.0.1:9"], "takes no", id="upstream"),
+        pytest.param(["--upstream", "http://x:1", "--vnc-upstream", "x"], "host:port", id="target"),
+        pytest.param(
+            ["--upstream", "http://x:1", "--vnc-upstream", "h:1", "--vnc-path", "../x"],
+            "--vnc-path",
+            id="path",
+        ),
+    ],
+)
+def test_bad_vnc_settings_are_refused(argv: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(argv, {})
+
+
+def test_desktop_mode_takes_the_command_as_its_app() -> None:
+    config = parse_config(["--desktop", "--", "xclock", "-digital"], {})
+    assert config.desktop is not None
+    assert config.desktop.app == ("xclock", "-digital")
+    assert (config.child, config.upstream) == (None, None)
