@@ -20,6 +20,7 @@ from prometheus_client.exposition import choose_encoder
 
 from rproxy import __version__
 from rproxy.keys import (
+    API,
     AUTHENTICATOR,
     CONFIG,
     CONNECTION_COUNT,
@@ -61,7 +62,6 @@ def _mode(request: web.Request) -> str:
 
 async def overview(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
-    base = f"{config.prefix}{config.api_prefix}"
     identity = await _identity(request)
     return _json(
         {
@@ -70,12 +70,9 @@ async def overview(request: web.Request) -> web.Response:
             "mode": _mode(request),
             "prefix": config.prefix,
             "user": identity["name"],
-            "endpoints": [base, *(f"{base}/{name}" for name in _ENDPOINTS)],
+            "endpoints": [config.prefix + path[1:] for path in request.app[API]],
         }
     )
-
-
-_ENDPOINTS = ("status", "user", "services", "metrics")
 
 
 async def status(request: web.Request) -> web.Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -83,3 +84,20 @@ def alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Refuse:
+    """An authenticator that lets nobody in."""
+
+    async def check(self, request: web.Request) -> web.StreamResponse | None:
+        return web.Response(status=403, text="403 Forbidden\n")
+
+    async def identity(self, request: web.Request) -> None:
+        return None

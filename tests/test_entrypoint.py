@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from support import CHILD, StartProxy, StartUpstream
+from support import CHILD, Refuse, StartProxy, StartUpstream
 from yarl import URL
 
 from rproxy.entrypoint import healthcheck, mode
@@ -148,7 +148,7 @@ async def test_the_healthcheck_follows_rproxys_status(
 ) -> None:
     up = await start_proxy(await start_upstream(web.Application()))
     down = await start_proxy("http://127.0.0.1:9")  # nothing listens there: api/status is 503
-    refusing = await start_proxy(await start_upstream(web.Application()), authenticator=_Refuse())
+    refusing = await start_proxy(await start_upstream(web.Application()), authenticator=Refuse())
 
     def check(url: URL) -> int:
         return healthcheck({"JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{url.port}/"})
@@ -157,14 +157,6 @@ async def test_the_healthcheck_follows_rproxys_status(
     assert await asyncio.to_thread(check, down) == 1
     assert await asyncio.to_thread(check, refusing) == 0  # a login wall: rproxy is serving
     assert await asyncio.to_thread(check, URL("http://127.0.0.1:9")) == 1  # nothing there
-
-
-class _Refuse:
-    async def check(self, request: web.Request) -> web.StreamResponse | None:
-        return web.Response(status=403)
-
-    async def identity(self, request: web.Request) -> None:
-        return None
 
 
 def test_the_dockerfile_is_ready_to_build() -> None:

@@ -14,7 +14,6 @@ import json
 import os
 import re
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from support import CHILD, alive
+from support import CHILD, alive, free_port
 from yarl import URL
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,12 +33,6 @@ RPROXY = Path(sys.executable).with_name("rproxy")
 DEMO = [sys.executable, str(ROOT / "examples" / "demo" / "app.py"), "--port", "{port}"]
 ADMIN_TOKEN = secrets.token_hex(16)
 HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 _CONFIG = """
@@ -90,9 +83,9 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     if not CHP.exists():
         pytest.fail(f"{CHP} is missing: run scripts/setup.sh (it installs it with npm)")
     state = tmp_path_factory.mktemp("hub")
-    port = _free_port()
+    port = free_port()
     config = _CONFIG.format(
-        port=port, hub_port=_free_port(), api_port=_free_port(), chp=str(CHP),
+        port=port, hub_port=free_port(), api_port=free_port(), chp=str(CHP),
         proxy_token=secrets.token_hex(16), state=state, rproxy=str(RPROXY), demo=DEMO,
         root=str(ROOT), admin_token=ADMIN_TOKEN, child=CHILD,
     )  # fmt: skip

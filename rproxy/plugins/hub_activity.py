@@ -28,6 +28,7 @@ class ActivityReporter:
         self._hub = hub
         self._metrics = metrics
         self._reported = 0.0
+        self._ssl = _client_ssl(hub)
         self.reports = 0  # successful reports, for the curious (and the tests)
 
     async def run(self) -> None:
@@ -61,7 +62,7 @@ class ActivityReporter:
             self._hub.activity_url,
             json=body,
             headers={"Authorization": f"token {self._hub.api_token}"},
-            ssl=_client_ssl(self._hub),
+            ssl=self._ssl,
         ) as response:
             if response.status >= 400:
                 raise ActivityRefused(f"{response.status} {response.reason}")

@@ -7,7 +7,6 @@ Certificates are made for the test with the openssl command: a CA, a server cert
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 import subprocess
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from support import StartUpstream
+from support import StartUpstream, free_port
 
 from rproxy.app import serve
 from rproxy.sources import load_config
@@ -37,18 +36,12 @@ def _certificates(folder: Path) -> None:
                  cwd=folder)  # fmt: skip
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_internal_tls_serves_https_to_clients_with_a_certificate(
     tmp_path: Path, start_upstream: StartUpstream
 ) -> None:
     _certificates(tmp_path)
     upstream = await start_upstream(web.Application())
-    port = _free_port()
+    port = free_port()
     environ = {
         "JUPYTERHUB_API_TOKEN": "t",
         "JUPYTERHUB_SSL_KEYFILE": str(tmp_path / "server.key"),

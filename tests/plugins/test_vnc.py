@@ -9,8 +9,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import WSMsgType, web
-from support import StartProxy
+from aiohttp import WSMsgType
+from support import Refuse, StartProxy
 from yarl import URL
 
 from rproxy.cli import parse_config
@@ -124,18 +124,10 @@ async def test_text_frames_are_refused(
     assert (end.type, end.data) == (WSMsgType.CLOSE, 1003)
 
 
-class _Refuse:
-    async def check(self, request: web.Request) -> web.StreamResponse | None:
-        return web.Response(status=403, text="403 Forbidden\n")
-
-    async def identity(self, request: web.Request) -> None:
-        return None
-
-
 async def test_an_unauthenticated_upgrade_never_reaches_the_vnc_server(
     vnc: FakeVnc, start_proxy: StartProxy, http: aiohttp.ClientSession
 ) -> None:
-    url = await _proxy(start_proxy, vnc, authenticator=_Refuse())
+    url = await _proxy(start_proxy, vnc, authenticator=Refuse())
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
         await http.ws_connect(url / "websockify")
     assert refused.value.status == 403
