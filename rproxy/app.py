@@ -38,6 +38,7 @@ from rproxy.keys import (
     REWRITERS,
     UPSTREAM,
     UPSTREAM_CLIENT,
+    UPSTREAM_POOL,
     UPSTREAM_PROBE,
     URLS,
     VNC,
@@ -51,6 +52,7 @@ from rproxy.proxy import handle
 from rproxy.rewriters import registry
 from rproxy.rewriters.base import Rewriter
 from rproxy.supervisor import ChildState
+from rproxy.upstream import UpstreamPool
 from rproxy.urls import UrlMapper
 from rproxy.workers import WorkerPool
 
@@ -118,6 +120,12 @@ async def _upstream(
     app[UPSTREAM] = upstream
     app[URLS] = UrlMapper(config.prefix, upstream.url)
     app[UPSTREAM_PROBE] = probe = UpstreamProbe(upstream)
+    app[UPSTREAM_POOL] = pool = UpstreamPool(
+        upstream,
+        config.timeouts,
+        limit=config.upstream_connections,
+        connect_times=app[METRICS].connect,
+    )
     try:
         if client is not None:
             app[UPSTREAM_CLIENT] = client
@@ -128,6 +136,7 @@ async def _upstream(
                 app[UPSTREAM_CLIENT] = own_client
                 yield
     finally:
+        await pool.close()
         probe.close()
         if endpoint is not None and endpoint.socket_dir is not None:
             shutil.rmtree(endpoint.socket_dir, ignore_errors=True)

@@ -3,6 +3,7 @@
     RproxyError
     ├── ConfigError            bad settings; start-up stops with the message
     │   └── PrefixError        a URL prefix that could break out of a URL, attribute or header
+    ├── BadUpstreamResponse    the upstream's bytes are not a valid HTTP/1.1 response, or stop short
     └── UpstreamError          the upstream could not answer a request
         ├── UpstreamUnavailable   connection refused, reset or closed before a response: 502
         └── UpstreamTimeout       no connection or no bytes within the configured time: 504
@@ -28,6 +29,10 @@ class ConfigError(RproxyError):
 
 class PrefixError(ConfigError):
     """The URL prefix is unsafe or malformed."""
+
+
+class BadUpstreamResponse(RproxyError):
+    """The upstream sent something that is not a valid HTTP/1.1 response, or broke one off."""
 
 
 class UpstreamError(RproxyError):

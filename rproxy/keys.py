@@ -18,12 +18,14 @@ from rproxy.metrics import ProxyMetrics
 from rproxy.plugins.vnc import VncRoutes
 from rproxy.probe import UpstreamProbe
 from rproxy.rewriters.base import Rewriter
+from rproxy.upstream import UpstreamPool
 from rproxy.urls import UrlMapper
 
 CONFIG = web.AppKey("config", Config)
 UPSTREAM = web.AppKey("upstream", Upstream)
 URLS = web.AppKey("urls", UrlMapper)
-UPSTREAM_CLIENT = web.AppKey("upstream_client", ClientSession)
+UPSTREAM_CLIENT = web.AppKey("upstream_client", ClientSession)  # WebSockets, readiness checks
+UPSTREAM_POOL = web.AppKey("upstream_pool", UpstreamPool)  # every other request
 ENDPOINT = web.AppKey("endpoint", Endpoint)
 LAUNCHER = web.AppKey("launcher", Launcher)
 OPEN_WEBSOCKETS: web.AppKey[set[web.WebSocketResponse[Any]]] = web.AppKey("open_websockets")

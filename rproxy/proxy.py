@@ -13,13 +13,13 @@ import logging
 import shlex
 import time
 
-import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
 from rproxy import pages
 from rproxy.command import valid_origin_host
 from rproxy.errors import (
+    BadUpstreamResponse,
     UpstreamError,
     UpstreamTimeout,
     UpstreamUnavailable,
@@ -47,6 +47,7 @@ from rproxy.keys import (
     REWRITERS,
     UPSTREAM,
     UPSTREAM_CLIENT,
+    UPSTREAM_POOL,
     URLS,
     VNC,
 )
@@ -160,19 +161,22 @@ async def _forward(
     config = app[CONFIG]
     headers = _upstream_headers(request)
     body = request_body(request, timing) if request.body_exists else None
+    target = f"{route.path}?{route.query}" if route.query else route.path
     sent = time.perf_counter()
     try:
-        upstream = await app[UPSTREAM_CLIENT].request(
+        upstream = await app[UPSTREAM_POOL].send(
             request.method,
-            mapper.upstream_url(route),
-            headers=headers,
-            data=body,
-            allow_redirects=False,
+            target,
+            headers.items(),
+            body,
+            chunked=body is not None and "Content-Length" not in headers,
         )
     except TimeoutError as exc:
         return _failed(request, route, UpstreamTimeout(), exc)
-    except (aiohttp.ClientError, OSError) as exc:
+    except (BadUpstreamResponse, OSError) as exc:
         return _failed(request, route, UpstreamUnavailable(), exc)
+    except ValueError:
+        return plain_response(400, "A request header cannot be forwarded.")
     answered = time.perf_counter()
     timing.proxied, timing.path = True, route.path
     timing.first_byte = timing.upstream_wait = answered - sent
@@ -192,21 +196,19 @@ async def _forward(
     if config.server_timing:
         rewritten.headers.add("Server-Timing", _server_timing(timing))
     response = RelayedResponse(
-        status=upstream.status, reason=upstream.reason, headers=rewritten.headers
+        status=upstream.status, reason=upstream.reason or None, headers=rewritten.headers
     )
-    complete = False
     try:
         await response.prepare(request)
         if rewritten.body is None:
-            await relay_body(upstream.content, response, timing)
+            await relay_body(upstream, response, timing)
         else:
-            await relay_rewritten(upstream.content, response, rewritten.body, timing)
-        complete = True
+            await relay_rewritten(upstream, response, rewritten.body, timing)
     except ConnectionResetError:
         logger.debug("client went away during %s %s", request.method, route.path)
     except RewriteFailed:
         request.protocol.force_close()
-    except (aiohttp.ClientError, TimeoutError) as exc:
+    except (BadUpstreamResponse, TimeoutError) as exc:
         logger.warning(
             "upstream broke off the response to %s %s: %s; closing the client connection",
             request.method,
@@ -215,10 +217,7 @@ async def _forward(
         )
         request.protocol.force_close()
     finally:
-        if complete:
-            upstream.release()
-        else:
-            upstream.close()
+        upstream.release()
         if rewritten.body is not None:
             metrics.rewrote(rewritten.body.seconds)
     return response

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol
 
 import brotli
-from aiohttp import StreamReader, hdrs, web
+from aiohttp import hdrs, web
 
 from rproxy.errors import RproxyError
 from rproxy.metrics import RequestTiming
@@ -28,6 +28,14 @@ from rproxy.metrics import RequestTiming
 logger = logging.getLogger(__name__)
 
 DECODABLE = frozenset({"", "identity", "gzip", "x-gzip", "deflate", "br"})
+
+
+class BodySource(Protocol):
+    """Where a response body comes from (``upstream.UpstreamResponse``)."""
+
+    def read_nowait(self) -> bytes: ...
+    async def readany(self) -> bytes: ...
+    def is_eof(self) -> bool: ...
 
 
 class RewriteFailed(RproxyError):
@@ -152,7 +160,7 @@ async def request_body(request: web.BaseRequest, timing: RequestTiming) -> Async
         yield chunk
 
 
-async def _read(source: StreamReader, timing: RequestTiming) -> bytes:
+async def _read(source: BodySource, timing: RequestTiming) -> bytes:
     """The upstream's next chunk (b"" at the end); the wait for it is the upstream's time."""
     before = time.perf_counter()
     chunk = await source.readany()
@@ -161,7 +169,7 @@ async def _read(source: StreamReader, timing: RequestTiming) -> bytes:
 
 
 async def relay_rewritten(
-    source: StreamReader, response: RelayedResponse, pipeline: BodyPipeline, timing: RequestTiming
+    source: BodySource, response: RelayedResponse, pipeline: BodyPipeline, timing: RequestTiming
 ) -> None:
     """Copy ``source`` through ``pipeline`` to the prepared ``response`` and finish it."""
     await response.write(b"")  # the headers go now: a buffering rewriter may hold everything
@@ -175,9 +183,7 @@ async def relay_rewritten(
     timing.bytes_out += len(out)
 
 
-async def relay_body(
-    source: StreamReader, response: RelayedResponse, timing: RequestTiming
-) -> None:
+async def relay_body(source: BodySource, response: RelayedResponse, timing: RequestTiming) -> None:
     """Copy ``source`` to the prepared ``response`` and finish it."""
     ready = source.read_nowait()
     if source.is_eof():

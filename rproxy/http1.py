@@ -1,0 +1,127 @@
+"""HTTP/1.1 on the wire to the upstream: the request head rproxy writes, the response head it reads.
+
+``request_head`` serialises a request line and headers that are already vetted (the client's
+arrived through aiohttp's parser, rproxy's own are built from checked parts) and still refuses
+any CR, LF or NUL inside them, so nothing copied into a header can start another one.
+``parse_response_head`` reads one complete response head with llhttp (httptools): it must end
+with an empty line and use CRLF line ends only, so the head llhttp sees and the head rproxy cut
+out are the same bytes. ``body_framing`` decides how the body that follows is delimited
+(RFC 9112 6.3): none, a Content-Length, chunked, or up to the close of the connection; an
+ambiguous head (Content-Length with Transfer-Encoding, several lengths) is refused.
+This module does no I/O and keeps no state.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import httptools
+from multidict import CIMultiDict
+
+from rproxy.errors import BadUpstreamResponse
+
+HEAD_END = b"\r\n\r\n"
+MAX_HEAD_BYTES = 64 * 1024
+
+
+class Framing(enum.Enum):
+    NONE = "none"
+    LENGTH = "length"
+    CHUNKED = "chunked"
+    CLOSE = "close"
+
+
+@dataclass(slots=True)
+class ResponseHead:
+    status: int
+    reason: str
+    headers: CIMultiDict[str]
+    keep_alive: bool
+
+
+class _HeadCollector:
+    __slots__ = ("complete", "extra", "headers", "reason")
+
+    def __init__(self) -> None:
+        self.headers: CIMultiDict[str] = CIMultiDict()
+        self.reason = b""
+        self.complete = False
+        self.extra = False
+
+    def on_status(self, status: bytes) -> None:
+        self.reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.add(
+            name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape")
+        )
+
+    def on_headers_complete(self) -> None:
+        self.complete = True
+
+    def on_body(self, body: bytes) -> None:
+        self.extra = True
+
+
+def request_head(method: str, target: str, headers: Iterable[tuple[str, str]]) -> bytes:
+    """The request line and header block to send; ValueError if a part holds CR, LF or NUL."""
+    lines = [f"{method} {target} HTTP/1.1\r\n"]
+    lines.extend(f"{name}: {value}\r\n" for name, value in headers)
+    lines.append("\r\n")
+    text = "".join(lines)
+    if text.count("\n") != len(lines) or text.count("\r") != len(lines) or "\0" in text:
+        raise ValueError("a request line or header contains CR, LF or NUL")
+    return text.encode("utf-8", "surrogateescape")
+
+
+def parse_response_head(head: bytes) -> ResponseHead:
+    """Parse ``head``: the status line through the empty line, ``HEAD_END`` included."""
+    if head.count(b"\n") != head.count(b"\r\n"):
+        raise BadUpstreamResponse("the response head has a bare LF line end")
+    collector = _HeadCollector()
+    parser = httptools.HttpResponseParser(collector)
+    try:
+        parser.feed_data(head)
+    except httptools.HttpParserError as exc:
+        raise BadUpstreamResponse(f"the response head is not valid HTTP/1.1: {exc}") from None
+    if not collector.complete or collector.extra:
+        raise BadUpstreamResponse("the response head does not end where its empty line is")
+    return ResponseHead(
+        status=parser.get_status_code(),
+        reason=collector.reason.decode("latin-1"),
+        headers=collector.headers,
+        keep_alive=parser.should_keep_alive(),
+    )
+
+
+def body_framing(
+    status: int, *, head_request: bool, headers: CIMultiDict[str]
+) -> tuple[Framing, int]:
+    """How the body after this response head is delimited, and its length for ``LENGTH``."""
+    if head_request or status < 200 or status in (204, 304):
+        return Framing.NONE, 0
+    codings = headers.getall("Transfer-Encoding", ())
+    lengths = headers.getall("Content-Length", ())
+    if codings:
+        if lengths:
+            raise BadUpstreamResponse("the response has both Transfer-Encoding and Content-Length")
+        last = codings[-1].rsplit(",", 1)[-1].strip().lower()
+        return (Framing.CHUNKED, 0) if last == "chunked" else (Framing.CLOSE, 0)
+    if not lengths:
+        return Framing.CLOSE, 0
+    if len(lengths) > 1 or not lengths[0].isdigit() or not lengths[0].isascii():
+        raise BadUpstreamResponse("the response's Content-Length is not one decimal number")
+    return Framing.LENGTH, int(lengths[0])
+
+
+def chunked_parser(callbacks: object) -> httptools.HttpResponseParser:
+    """A parser for a chunked body: fed a minimal head first, then the body bytes as they come.
+
+    ``callbacks`` gets ``on_body`` for each piece of chunk data and ``on_message_complete`` once
+    the last chunk (and any trailer) is in.
+    """
+    parser = httptools.HttpResponseParser(callbacks)
+    parser.feed_data(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+    return parser

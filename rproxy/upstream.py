@@ -1,0 +1,534 @@
+"""The pool of keep-alive HTTP/1.1 connections rproxy forwards requests on, one exchange at a time.
+
+Each connection is an asyncio Protocol: the response head is cut at its empty line and parsed by
+llhttp (``http1``); body bytes are then counted against Content-Length and handed on as the very
+``bytes`` objects the event loop delivered, without copies. Chunked bodies go through llhttp. A
+response's unread bytes are capped (``_HIGH_WATER``): above it the connection stops reading until
+the client has taken them, so a slow client slows the upstream instead of filling memory.
+
+A connection goes back to the pool as soon as its response is complete and both sides said
+keep-alive. A response that sends more than it announced, an upload the upstream did not read
+to the end, or any doubt about where a response ends closes the connection instead. A request
+without a body that fails on a reused connection before any response byte (the upstream closed
+the idle connection as it was being reused) is sent once more on a new connection.
+
+Timeouts: ``connect`` for opening a connection, ``read`` for each wait on the upstream (the head,
+each body chunk, each drain of an upload). Failures surface as OSError (connecting),
+TimeoutError, or BadUpstreamResponse (anything after the request went out).
+This module knows nothing of aiohttp's server side, headers policy or rewriting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterable, Iterable
+from typing import cast
+
+import httptools
+from multidict import CIMultiDict
+
+from rproxy.config import Timeouts, Upstream
+from rproxy.errors import BadUpstreamResponse
+from rproxy.http1 import (
+    HEAD_END,
+    MAX_HEAD_BYTES,
+    Framing,
+    body_framing,
+    chunked_parser,
+    parse_response_head,
+    request_head,
+)
+from rproxy.metrics import Histogram
+
+logger = logging.getLogger(__name__)
+
+_HIGH_WATER = 512 * 1024  # unread response bytes at which the connection stops reading
+_LOW_WATER = 128 * 1024
+_IDLE_SECONDS = 15.0  # an idle connection older than this is not reused (the upstream may drop it)
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self, pool: UpstreamPool) -> None:
+        self._pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.response: UpstreamResponse | None = None
+        self.idle_since = 0.0
+        self.lost = False
+        self._paused = False
+        self._drained: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast("asyncio.Transport", transport)  # uvloop's do not subclass it
+
+    def data_received(self, data: bytes) -> None:
+        if self.response is not None:
+            self.response.feed(data)
+        else:  # bytes nobody asked for: where the next response starts is unknowable
+            self.close()
+
+    def eof_received(self) -> bool:
+        if self.response is not None:
+            self.response.feed_eof(None)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        if self.response is not None:
+            self.response.feed_eof(exc)
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_exception(
+                BadUpstreamResponse("the upstream closed the connection during the upload")
+            )
+        self._pool.forget(self)
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    async def drain(self, timeout: float) -> None:  # noqa: ASYNC109 (the read timeout, per wait)
+        if self.lost:
+            raise BadUpstreamResponse("the upstream closed the connection during the upload")
+        if not self._paused:
+            return
+        self._drained = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._drained
+        finally:
+            self._drained = None
+
+    def close(self) -> None:
+        if self.transport is not None and not self.lost:
+            self.lost = True  # at once: the pool must not hand it out before connection_lost
+            self.transport.abort()
+
+
+class UpstreamResponse:
+    """One response: ``status``, ``reason`` and ``headers`` once ``UpstreamPool.send`` returns,
+    then the body through ``read_nowait`` / ``readany`` / ``is_eof``, then ``release``."""
+
+    def __init__(self, connection: _Connection, *, head_request: bool, read_timeout: float) -> None:
+        self._connection = connection
+        self._head_request = head_request
+        self._read_timeout = read_timeout
+        self._loop = asyncio.get_running_loop()
+        self._pending = bytearray()  # bytes of an unfinished head
+        self.status = 0
+        self.reason = ""
+        self.headers: CIMultiDict[str] = CIMultiDict()
+        self._keep_alive = False
+        self._framing: Framing | None = None  # None while the head is incomplete
+        self._remaining = 0
+        self._parser: httptools.HttpResponseParser | None = None
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._paused = False
+        self._done = False  # the whole response is in (or it failed)
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self.received_any = False
+        self.upload: asyncio.Task[None] | None = None
+
+    # -- fed by the connection -------------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        self.received_any = True
+        if self._framing is None:
+            self._feed_head(data)
+        else:
+            self._feed_body(data)
+
+    def _feed_head(self, data: bytes) -> None:
+        pending = self._pending
+        start = max(0, len(pending) - 3)
+        pending += data
+        end = pending.find(HEAD_END, start)
+        while end >= 0:
+            if end + 4 > MAX_HEAD_BYTES:
+                break
+            try:
+                head = parse_response_head(bytes(pending[: end + 4]))
+            except BadUpstreamResponse as exc:
+                self._fail(exc)
+                return
+            del pending[: end + 4]
+            if 100 <= head.status < 200:  # 100 Continue, 103 Early Hints: the real one follows
+                end = pending.find(HEAD_END)
+                continue
+            try:
+                framing, self._remaining = body_framing(
+                    head.status, head_request=self._head_request, headers=head.headers
+                )
+            except BadUpstreamResponse as exc:
+                self._fail(exc)
+                return
+            self.status, self.reason, self.headers = head.status, head.reason, head.headers
+            self._keep_alive = head.keep_alive and framing is not Framing.CLOSE
+            self._framing = framing
+            if framing is Framing.CHUNKED:
+                self._parser = chunked_parser(self)
+            rest = bytes(pending)
+            self._pending = bytearray()
+            if framing is Framing.NONE or (framing is Framing.LENGTH and not self._remaining):
+                if rest:  # bytes after a response without a body: not a response of ours
+                    self._keep_alive = False
+                self._finish()
+            elif rest:
+                self._feed_body(rest)
+            self._wake()
+            return
+        if len(pending) > MAX_HEAD_BYTES:
+            self._fail(BadUpstreamResponse(f"the response head is over {MAX_HEAD_BYTES} bytes"))
+        elif pending.count(b"\n") != pending.count(b"\r\n"):  # it would never end in CRLF CRLF
+            self._fail(BadUpstreamResponse("the response head has a bare LF line end"))
+
+    def _feed_body(self, data: bytes) -> None:
+        framing = self._framing
+        if framing is Framing.LENGTH:
+            size = len(data)
+            if size < self._remaining:
+                self._remaining -= size
+                self._push(data)
+                return
+            if size > self._remaining:
+                data = data[: self._remaining]
+                self._keep_alive = False  # more than announced: the rest is not a response
+            self._remaining = 0
+            self._push(data)
+            self._finish()
+        elif framing is Framing.CHUNKED:
+            assert self._parser is not None
+            try:
+                self._parser.feed_data(data)
+            except httptools.HttpParserError as exc:
+                self._fail(BadUpstreamResponse(f"the chunked body is malformed: {exc}"))
+        else:
+            self._push(data)
+
+    def on_body(self, data: bytes) -> None:  # httptools, for chunked bodies
+        self._push(data)
+
+    def on_message_complete(self) -> None:  # httptools, for chunked bodies
+        self._finish()
+
+    def on_message_begin(self) -> None:  # httptools: the synthetic head's message, then extra
+        if self._done:
+            self._reusable_no_more()
+
+    def feed_eof(self, exc: BaseException | None) -> None:
+        if self._done:
+            return
+        if self._framing is Framing.CLOSE:
+            self._keep_alive = False
+            self._finish()
+            return
+        what = "before its response" if self._framing is None else "in the middle of the body"
+        reason = f": {exc}" if exc else ""
+        self._fail(BadUpstreamResponse(f"the upstream closed the connection {what}{reason}"))
+
+    def _push(self, data: bytes) -> None:
+        if not data:
+            return
+        self._chunks.append(data)
+        self._buffered += len(data)
+        if self._buffered > _HIGH_WATER and not self._paused and not self._done:
+            transport = self._connection.transport
+            if transport is not None and not self._connection.lost:
+                transport.pause_reading()
+                self._paused = True
+        self._wake()
+
+    def _finish(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        connection = self._connection
+        if connection.response is self:
+            connection.response = None
+        upload_done = self.upload is None or self.upload.done()
+        if self._keep_alive and upload_done and not connection.lost:
+            if self._paused and connection.transport is not None:
+                connection.transport.resume_reading()
+                self._paused = False
+            connection._pool.release(connection)
+        else:
+            if self.upload is not None and not self.upload.done():
+                self.upload.cancel()
+            connection.close()
+        self._wake()
+
+    def _reusable_no_more(self) -> None:
+        self._keep_alive = False
+        self._connection.close()
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._done:
+            return
+        self._error = exc
+        self._keep_alive = False
+        self._finish()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _wait(self) -> None:
+        waiter = self._waiter = self._loop.create_future()
+        timer = self._loop.call_later(self._read_timeout, self._time_out, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+
+    def _time_out(self, waiter: asyncio.Future[None]) -> None:
+        if not waiter.done():
+            waiter.set_exception(TimeoutError())
+            self._fail(TimeoutError())
+
+    # -- read by the proxy -----------------------------------------------------------------
+
+    async def wait_head(self) -> None:
+        while self._framing is None:
+            if self._error is not None:
+                raise self._error
+            await self._wait()
+
+    def read_nowait(self) -> bytes:
+        """Every body byte already here (b"" when none is)."""
+        if self._error is not None and not self._chunks:
+            raise self._error
+        chunks = self._chunks
+        if not chunks:
+            return b""
+        data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self._taken(len(data))
+        return data
+
+    async def readany(self) -> bytes:
+        """The next piece of the body as it arrived; b"" at its end."""
+        while not self._chunks:
+            if self._error is not None:
+                raise self._error
+            if self._done:
+                return b""
+            await self._wait()
+        data = self._chunks.popleft()
+        self._taken(len(data))
+        return data
+
+    @property
+    def buffered(self) -> int:
+        """Body bytes received and not yet read."""
+        return self._buffered
+
+    def is_eof(self) -> bool:
+        """Whether the whole body is in and has been read."""
+        return self._done and not self._chunks and self._error is None
+
+    def _taken(self, size: int) -> None:
+        self._buffered -= size
+        if self._paused and self._buffered < _LOW_WATER:
+            self._paused = False
+            transport = self._connection.transport
+            if transport is not None and not self._connection.lost:
+                transport.resume_reading()
+
+    def release(self) -> None:
+        """Done with this response; a connection still mid-response is closed, not reused."""
+        if not self._done:
+            self._fail(BadUpstreamResponse("the response was abandoned"))
+        self._chunks.clear()
+
+
+class UpstreamPool:
+    """Keep-alive connections to one upstream (TCP or a Unix socket); ``limit`` 0 is no limit."""
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        timeouts: Timeouts,
+        *,
+        limit: int = 0,
+        connect_times: Histogram | None = None,
+    ) -> None:
+        self._upstream = upstream
+        self._timeouts = timeouts
+        self._limit = limit
+        self._connect_times = connect_times
+        self._idle: list[_Connection] = []
+        self._open: set[_Connection] = set()
+        self._connecting = 0
+        self._waiters: deque[asyncio.Future[_Connection | None]] = deque()
+        self._closed = False
+
+    async def send(
+        self,
+        method: str,
+        target: str,
+        headers: Iterable[tuple[str, str]],
+        body: AsyncIterable[bytes] | None = None,
+        *,
+        chunked: bool = False,
+    ) -> UpstreamResponse:
+        """Send a request (``target``: raw path and query) and return once its head is in."""
+        if chunked:
+            headers = [*headers, ("Transfer-Encoding", "chunked")]
+        head = request_head(method, target, headers)
+        connection, reused = await self._acquire()
+        response = self._start(connection, method, head, body, chunked)
+        try:
+            await response.wait_head()
+            return response
+        except BadUpstreamResponse:
+            response.release()
+            if not reused or body is not None or response.received_any:
+                raise
+        except BaseException:
+            response.release()
+            raise
+        # the upstream closed the reused idle connection just as it was reused: once more
+        response = self._start(await self._new_connection(), method, head, body, chunked)
+        try:
+            await response.wait_head()
+        except BaseException:
+            response.release()
+            raise
+        return response
+
+    def _start(
+        self,
+        connection: _Connection,
+        method: str,
+        head: bytes,
+        body: AsyncIterable[bytes] | None,
+        chunked: bool,
+    ) -> UpstreamResponse:
+        response = UpstreamResponse(
+            connection, head_request=method == "HEAD", read_timeout=self._timeouts.read
+        )
+        connection.response = response
+        transport = connection.transport
+        assert transport is not None
+        transport.write(head)
+        if body is not None:
+            response.upload = asyncio.create_task(self._upload(connection, body, chunked))
+        return response
+
+    async def _upload(
+        self, connection: _Connection, body: AsyncIterable[bytes], chunked: bool
+    ) -> None:
+        transport = connection.transport
+        assert transport is not None
+        try:
+            async for chunk in body:
+                if connection.lost:
+                    return
+                if chunk:
+                    if chunked:
+                        transport.writelines((b"%x\r\n" % len(chunk), chunk, b"\r\n"))
+                    else:
+                        transport.write(chunk)
+                    await connection.drain(self._timeouts.read)
+            if chunked and not connection.lost:
+                transport.write(b"0\r\n\r\n")
+        except (BadUpstreamResponse, TimeoutError):
+            connection.close()
+        except Exception:  # the client's body broke off: the upstream must not take it as whole
+            logger.debug("request body broke off; closing the upstream connection", exc_info=True)
+            connection.close()
+
+    async def _acquire(self) -> tuple[_Connection, bool]:
+        now = time.monotonic()
+        while self._idle:
+            connection = self._idle.pop()
+            if connection.lost:
+                continue
+            if now - connection.idle_since > _IDLE_SECONDS:
+                connection.close()
+                continue
+            return connection, True
+        if self._limit and len(self._open) + self._connecting >= self._limit:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            handed = await waiter
+            if handed is not None:
+                return handed, True
+        return await self._new_connection(), False
+
+    async def _new_connection(self) -> _Connection:
+        if self._closed:
+            raise BadUpstreamResponse("the upstream pool is closed")
+        loop = asyncio.get_running_loop()
+        upstream = self._upstream
+        start = time.perf_counter()
+        self._connecting += 1
+        try:
+            async with asyncio.timeout(self._timeouts.connect):
+                if upstream.unix_socket:
+                    _, connection = await loop.create_unix_connection(
+                        lambda: _Connection(self), upstream.unix_socket
+                    )
+                else:
+                    url = upstream.url
+                    secure = url.scheme == "https"
+                    _, connection = await loop.create_connection(
+                        lambda: _Connection(self),
+                        url.host or "localhost",
+                        url.port or (443 if secure else 80),
+                        ssl=secure or None,
+                        server_hostname=url.host if secure else None,
+                    )
+        except BaseException:
+            self._connecting -= 1
+            self._offer_slot()
+            raise
+        self._connecting -= 1
+        if self._connect_times is not None:
+            self._connect_times.observe(time.perf_counter() - start)
+        self._open.add(connection)
+        return connection
+
+    def release(self, connection: _Connection) -> None:
+        """``connection`` finished a response and may carry the next one."""
+        if self._closed:
+            connection.close()
+            return
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(connection)
+                return
+        connection.idle_since = time.monotonic()
+        self._idle.append(connection)
+
+    def forget(self, connection: _Connection) -> None:
+        """``connection`` is gone; a request waiting for the limit may open a new one."""
+        self._open.discard(connection)
+        if connection in self._idle:
+            self._idle.remove(connection)
+        self._offer_slot()
+
+    def _offer_slot(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    async def close(self) -> None:
+        """Close every connection; in-flight responses fail."""
+        self._closed = True
+        for connection in list(self._open):
+            connection.close()
+        self._idle.clear()
+        await asyncio.sleep(0)  # let the transports run connection_lost
