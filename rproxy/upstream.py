@@ -119,7 +119,7 @@ class UpstreamResponse:
         self._head_request = head_request
         self._read_timeout = read_timeout
         self._loop = asyncio.get_running_loop()
-        self._pending = bytearray()  # bytes of an unfinished head
+        self._pending = b""  # bytes of an unfinished head
         self.status = 0
         self.reason = ""
         self.headers: CIMultiDict[str] = CIMultiDict()
@@ -146,21 +146,19 @@ class UpstreamResponse:
             self._feed_body(data)
 
     def _feed_head(self, data: bytes) -> None:
-        pending = self._pending
-        start = max(0, len(pending) - 3)
-        pending += data
-        end = pending.find(HEAD_END, start)
-        while end >= 0:
-            if end + 4 > MAX_HEAD_BYTES:
-                break
+        start = 0
+        if self._pending:  # a head split across reads (rare): join them
+            start = max(0, len(self._pending) - 3)
+            data, self._pending = self._pending + data, b""
+        pos = 0
+        while (end := data.find(HEAD_END, start)) >= 0 and end + 4 - pos <= MAX_HEAD_BYTES:
             try:
-                head = parse_response_head(bytes(pending[: end + 4]))
+                head = parse_response_head(data[pos : end + 4])
             except BadUpstreamResponse as exc:
                 self._fail(exc)
                 return
-            del pending[: end + 4]
+            start = pos = end + 4
             if 100 <= head.status < 200:  # 100 Continue, 103 Early Hints: the real one follows
-                end = pending.find(HEAD_END)
                 continue
             try:
                 framing, self._remaining = body_framing(
@@ -174,8 +172,7 @@ class UpstreamResponse:
             self._framing = framing
             if framing is Framing.CHUNKED:
                 self._parser = chunked_parser(self)
-            rest = bytes(pending)
-            self._pending = bytearray()
+            rest = data[pos:] if pos < len(data) else b""
             if framing is Framing.NONE or (framing is Framing.LENGTH and not self._remaining):
                 if rest:  # bytes after a response without a body: not a response of ours
                     self._keep_alive = False
@@ -184,10 +181,13 @@ class UpstreamResponse:
                 self._feed_body(rest)
             self._wake()
             return
+        pending = data[pos:]
         if len(pending) > MAX_HEAD_BYTES:
             self._fail(BadUpstreamResponse(f"the response head is over {MAX_HEAD_BYTES} bytes"))
         elif pending.count(b"\n") != pending.count(b"\r\n"):  # it would never end in CRLF CRLF
             self._fail(BadUpstreamResponse("the response head has a bare LF line end"))
+        else:
+            self._pending = pending
 
     def _feed_body(self, data: bytes) -> None:
         framing = self._framing

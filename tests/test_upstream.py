@@ -26,11 +26,15 @@ class Scripted:
     """An upstream that answers the n-th request on a connection with ``replies(n)``.
 
     A reply of None closes the connection without answering; with ``close`` every reply is
-    followed by the close of the connection."""
+    followed by the close of the connection; with ``piece`` it is written that many bytes at a
+    time, each drained before the next."""
 
-    def __init__(self, replies: Callable[[int], bytes | None], *, close: bool = False) -> None:
+    def __init__(
+        self, replies: Callable[[int], bytes | None], *, close: bool = False, piece: int = 0
+    ) -> None:
         self._replies = replies
         self._close = close
+        self._piece = piece
         self.connections = 0
         self.open = 0
         self.most_open = 0
@@ -57,8 +61,9 @@ class Scripted:
                 n += 1
                 if reply is None:
                     return
-                writer.write(reply)
-                await writer.drain()
+                for i in range(0, len(reply), self._piece or len(reply) or 1):
+                    writer.write(reply[i : i + (self._piece or len(reply))])
+                    await writer.drain()
                 if self._close:
                     return
         finally:
@@ -80,8 +85,8 @@ StartScripted = Callable[..., Awaitable[Scripted]]
 async def scripted() -> AsyncIterator[StartScripted]:
     scripts: list[Scripted] = []
 
-    async def start(replies: Replies, *, close: bool = False) -> Scripted:
-        script = Scripted(replies, close=close)
+    async def start(replies: Replies, *, close: bool = False, piece: int = 0) -> Scripted:
+        script = Scripted(replies, close=close, piece=piece)
         script.server = await asyncio.start_server(script.serve, "127.0.0.1", 0)
         scripts.append(script)
         return script
@@ -202,6 +207,20 @@ async def test_a_body_without_length_runs_to_the_close(scripted: StartScripted) 
     assert await _get(pool) == (200, b"until the end")
     await pool.close()
     assert script.connections == 2
+
+
+@pytest.mark.parametrize("piece", [1, 3, 0], ids=["1-byte", "3-byte", "whole"])
+async def test_responses_written_in_pieces_read_the_same(
+    scripted: StartScripted, piece: int
+) -> None:
+    interim = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+    script = await scripted(lambda n: interim + (OK if n % 2 else chunked), piece=piece)
+    pool = _pool(script)
+    for _ in range(4):
+        assert await _get(pool) == (200, b"ok")
+    await pool.close()
+    assert script.connections == 1
 
 
 async def test_a_chunked_body_with_trailers_is_decoded(scripted: StartScripted) -> None:
