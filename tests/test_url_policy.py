@@ -93,3 +93,18 @@ def test_same_origin_never_becomes_cross_origin_nor_double_prefixed(prefix: str,
     assert mapper.to_public(public, "hub.example") == public, (
         "applying the policy twice adds nothing"
     )
+
+
+@given(
+    prefix=st.one_of(st.just("/"), _prefixes),
+    url=_urls,
+    suffix=st.text(alphabet="/\\ ?#x", max_size=4),
+    host=st.sampled_from([None, "hub.example"]),
+)
+def test_public_mapper_agrees_with_to_public(
+    prefix: str, url: str, suffix: str, host: str | None
+) -> None:
+    mapper = UrlMapper(prefix, UPSTREAM)
+    mapped = mapper.public_mapper(host)
+    for each in (url, "/" + url, prefix[:-1] + suffix, "/" + url + suffix):
+        assert mapped(each) == mapper.to_public(each, host)

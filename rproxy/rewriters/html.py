@@ -46,7 +46,7 @@ URL_ATTRIBUTES = frozenset(
     }
 )
 SRCSET_ATTRIBUTES = frozenset({"srcset", "imagesrcset"})
-_TEXT_TAGS = frozenset({"style", "script"})
+_CONTENT_TAGS = ("style", "meta", "script")
 _DOCUMENT = re.compile(rb"<(?:!doctype|html|head|body)[\s>]", re.IGNORECASE)
 _DOCTYPE = re.compile(rb"<!doctype[\s>]", re.IGNORECASE)
 _META_CHARSET = re.compile(rb"<meta[^>]+charset", re.IGNORECASE)
@@ -144,32 +144,34 @@ def _rewrite_fragment(body: bytes, ctx: RewriteContext) -> bytes:
 
 
 def _rewrite_tree(root: Any, ctx: RewriteContext) -> None:
+    """Every URL-bearing attribute under ``root`` (itself included), then the elements whose
+    content or other attributes carry URLs: ``<style>``, meta refresh, import maps."""
+    public_url = ctx.public_mapper()
     for element in root.iter(etree.Element):
-        if element.attrib or element.tag in _TEXT_TAGS:
-            _rewrite_element(element, ctx)
+        for name, value in element.items():  # libxml2's HTML parser lower-cases names
+            if name in URL_ATTRIBUTES:
+                new = public_url(value)
+            elif name in SRCSET_ATTRIBUTES:
+                new = rewrite_srcset(value, public_url)
+            elif name == "style":
+                new = rewrite_css(value, public_url)
+            else:
+                continue
+            if new != value:
+                element.set(name, new)
+    for element in root.iter(*_CONTENT_TAGS):
+        _rewrite_content(element, ctx)
 
 
-def _rewrite_element(element: Any, ctx: RewriteContext) -> None:
-    attributes = element.attrib
-    for name, value in attributes.items():  # libxml2's HTML parser lower-cases names
-        if name in URL_ATTRIBUTES:
-            new = ctx.public_url(value)
-        elif name in SRCSET_ATTRIBUTES:
-            new = rewrite_srcset(value, ctx.public_url)
-        elif name == "style":
-            new = rewrite_css(value, ctx.public_url)
-        else:
-            continue
-        if new != value:
-            attributes[name] = new
+def _rewrite_content(element: Any, ctx: RewriteContext) -> None:
     tag = element.tag
     if tag == "style" and element.text:
         element.text = rewrite_css(element.text, ctx.public_url)
-    elif tag == "meta" and attributes.get("http-equiv", "").lower() == "refresh":
-        content = attributes.get("content")
+    elif tag == "meta" and element.get("http-equiv", "").lower() == "refresh":
+        content = element.get("content")
         if content is not None:
-            attributes["content"] = rewrite_refresh(content, ctx)
-    elif tag == "script" and attributes.get("type", "").lower() == "importmap" and element.text:
+            element.set("content", rewrite_refresh(content, ctx))
+    elif tag == "script" and element.get("type", "").lower() == "importmap" and element.text:
         element.text = _rewrite_import_map(element.text, ctx)
 
 
