@@ -63,7 +63,8 @@ class HtmlParsers:
     def get(self, encoding: str | None) -> etree.HTMLParser:
         parser = self._parsers.get(encoding)
         if parser is None:
-            parser = etree.HTMLParser(encoding=encoding)  # LookupError for an unknown encoding
+            # LookupError for an unknown encoding; no ID table, nothing here looks elements up by ID
+            parser = etree.HTMLParser(encoding=encoding, collect_ids=False)
             if len(self._parsers) < self._size:
                 self._parsers[encoding] = parser
         return parser
