@@ -148,6 +148,7 @@ def _rewrite_tree(root: Any, ctx: RewriteContext) -> None:
     """Every URL-bearing attribute under ``root`` (itself included), then the elements whose
     content or other attributes carry URLs: ``<style>``, meta refresh, import maps."""
     public_url = ctx.public_mapper()
+    styles: dict[str, str] = {}  # pages repeat their inline styles, and tinycss2 is slow
     for element in root.iter(etree.Element):
         for name, value in element.items():  # libxml2's HTML parser lower-cases names
             if name in URL_ATTRIBUTES:
@@ -155,7 +156,9 @@ def _rewrite_tree(root: Any, ctx: RewriteContext) -> None:
             elif name in SRCSET_ATTRIBUTES:
                 new = rewrite_srcset(value, public_url)
             elif name == "style":
-                new = rewrite_css(value, public_url)
+                if value not in styles:
+                    styles[value] = rewrite_css(value, public_url)
+                new = styles[value]
             else:
                 continue
             if new != value:

@@ -90,6 +90,19 @@ def test_meta_base_style_and_import_map() -> None:
     }
 
 
+def test_a_repeated_style_is_rewritten_for_each_page_and_prefix() -> None:
+    style = 'background:url("/x.png")'
+    page = _doc(f"<p style='{style}'></p><i style='{style}'></i><b style=\"color:red\"></b>")
+    for prefix in ("/user/alice/", "/user/bob/"):
+        ctx = RewriteContext(
+            UrlMapper(prefix, URL("http://127.0.0.1:8888")),
+            ResponseMeta(200, "text/html", "utf-8", "", "/"),
+        )
+        doc = lxml.html.document_fromstring(rewrite_html_bytes(page.encode(), ctx))
+        styles = [element.get("style") for element in doc.iter("p", "i", "b")]
+        assert styles == [f'background:url("{prefix}x.png")'] * 2 + ["color:red"]
+
+
 def test_doctype_comments_and_scripts_are_kept() -> None:
     script = 'if (a < b && c) { document.write("</div>"); }'
     out = _rewrite(
