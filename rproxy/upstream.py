@@ -303,14 +303,12 @@ class UpstreamResponse:
             await self._wait()
 
     def read_nowait(self) -> bytes:
-        """Every body byte already here (b"" when none is)."""
-        if self._error is not None and not self._chunks:
-            raise self._error
-        chunks = self._chunks
-        if not chunks:
+        """The next piece of the body if it is already here, else b"" (never a copy)."""
+        if not self._chunks:
+            if self._error is not None:
+                raise self._error
             return b""
-        data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
-        chunks.clear()
+        data = self._chunks.popleft()
         self._taken(len(data))
         return data
 
