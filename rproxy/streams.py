@@ -33,8 +33,8 @@ DECODABLE = frozenset({"", "identity", "gzip", "x-gzip", "deflate", "br"})
 class BodySource(Protocol):
     """Where a response body comes from (``upstream.UpstreamResponse``)."""
 
-    def read_nowait(self) -> bytes: ...
-    async def readany(self) -> bytes: ...
+    def read_nowait(self) -> bytes | memoryview: ...
+    async def readany(self) -> bytes | memoryview: ...
     def is_eof(self) -> bool: ...
 
 
@@ -160,7 +160,7 @@ async def request_body(request: web.BaseRequest, timing: RequestTiming) -> Async
         yield chunk
 
 
-async def _read(source: BodySource, timing: RequestTiming) -> bytes:
+async def _read(source: BodySource, timing: RequestTiming) -> bytes | memoryview:
     """The upstream's next chunk (b"" at the end); the wait for it is the upstream's time."""
     before = time.perf_counter()
     chunk = await source.readany()
@@ -174,7 +174,7 @@ async def relay_rewritten(
     """Copy ``source`` through ``pipeline`` to the prepared ``response`` and finish it."""
     await response.write(b"")  # the headers go now: a buffering rewriter may hold everything
     while chunk := await _read(source, timing):
-        out = pipeline.feed(chunk)
+        out = pipeline.feed(bytes(chunk))  # a rewriter is given bytes, never a view
         if out:
             await response.write(out)
             timing.bytes_out += len(out)
@@ -186,7 +186,7 @@ async def relay_rewritten(
 async def relay_body(source: BodySource, response: RelayedResponse, timing: RequestTiming) -> None:
     """Copy ``source`` to the prepared ``response`` and finish it."""
     ready = source.read_nowait()
-    if source.is_eof():
+    if source.is_eof() and isinstance(ready, bytes):  # a small body: one send with the headers
         await response.write_eof(ready)
         timing.bytes_out += len(ready)
         return

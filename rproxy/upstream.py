@@ -48,11 +48,38 @@ logger = logging.getLogger(__name__)
 _HIGH_WATER = 512 * 1024  # unread response bytes at which the connection stops reading
 _LOW_WATER = 128 * 1024
 _IDLE_SECONDS = 15.0  # an idle connection older than this is not reused (the upstream may drop it)
+_READ_SIZE = 256 * 1024  # one read from the upstream, at most
+_LEND_MIN = 16 * 1024  # a read at least this large is handed on as a view of the read buffer
+_BUFFERS = 4  # read buffers a connection keeps for reuse
+
+Chunk = bytes | memoryview
 
 
-class _Connection(asyncio.Protocol):
+def _new_buffer() -> bytearray:
+    buffer = bytearray(_READ_SIZE)
+    buffer.append(0)  # from now on the append/pop probe in _unused never reallocates
+    del buffer[-1]
+    return buffer
+
+
+def _unused(buffer: bytearray) -> bool:
+    """Whether no view of ``buffer`` is alive (a queued chunk, a transport's unsent data)."""
+    try:
+        buffer.append(0)  # a bytearray with live views refuses to change size
+    except BufferError:
+        return False
+    del buffer[-1]
+    return True
+
+
+class _Connection(asyncio.BufferedProtocol):
+    """Reads straight into its own buffers; a large read goes on as a view of its buffer, and
+    that buffer is reused only once nothing refers to it any more."""
+
     def __init__(self, pool: UpstreamPool) -> None:
         self._pool = pool
+        self._buffers: list[bytearray] = []
+        self._filling = bytearray()
         self.transport: asyncio.Transport | None = None
         self.response: UpstreamResponse | None = None
         self.idle_since = 0.0
@@ -63,11 +90,24 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast("asyncio.Transport", transport)  # uvloop's do not subclass it
 
-    def data_received(self, data: bytes) -> None:
-        if self.response is not None:
-            self.response.feed(data)
-        else:  # bytes nobody asked for: where the next response starts is unknowable
-            self.close()
+    def get_buffer(self, sizehint: int) -> bytearray:
+        for buffer in self._buffers:
+            if _unused(buffer):
+                break
+        else:
+            buffer = _new_buffer()
+            if len(self._buffers) < _BUFFERS:
+                self._buffers.append(buffer)
+        self._filling = buffer
+        return buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self.response is None:  # bytes nobody asked for: where the next response starts is
+            self.close()  # unknowable
+            return
+        with memoryview(self._filling) as whole:
+            view = whole[:nbytes]
+            self.response.feed(view if nbytes >= _LEND_MIN else bytes(view))
 
     def eof_received(self) -> bool:
         if self.response is not None:
@@ -127,7 +167,7 @@ class UpstreamResponse:
         self._framing: Framing | None = None  # None while the head is incomplete
         self._remaining = 0
         self._parser: httptools.HttpResponseParser | None = None
-        self._chunks: deque[bytes] = deque()
+        self._chunks: deque[Chunk] = deque()
         self._buffered = 0
         self._paused = False
         self._done = False  # the whole response is in (or it failed)
@@ -138,22 +178,26 @@ class UpstreamResponse:
 
     # -- fed by the connection -------------------------------------------------------------
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: Chunk) -> None:
         self.received_any = True
         if self._framing is None:
             self._feed_head(data)
         else:
             self._feed_body(data)
 
-    def _feed_head(self, data: bytes) -> None:
+    def _feed_head(self, data: Chunk) -> None:
         start = 0
         if self._pending:  # a head split across reads (rare): join them
             start = max(0, len(self._pending) - 3)
             data, self._pending = self._pending + data, b""
+        # a view from buffer_updated starts at its buffer's first byte: search the buffer
+        haystack = cast("bytearray", data.obj) if isinstance(data, memoryview) else data
         pos = 0
-        while (end := data.find(HEAD_END, start)) >= 0 and end + 4 - pos <= MAX_HEAD_BYTES:
+        while (
+            end := haystack.find(HEAD_END, start, len(data))
+        ) >= 0 and end + 4 - pos <= MAX_HEAD_BYTES:
             try:
-                head = parse_response_head(data[pos : end + 4])
+                head = parse_response_head(bytes(data[pos : end + 4]))
             except BadUpstreamResponse as exc:
                 self._fail(exc)
                 return
@@ -181,7 +225,7 @@ class UpstreamResponse:
                 self._feed_body(rest)
             self._wake()
             return
-        pending = data[pos:]
+        pending = bytes(data[pos:])
         if len(pending) > MAX_HEAD_BYTES:
             self._fail(BadUpstreamResponse(f"the response head is over {MAX_HEAD_BYTES} bytes"))
         elif pending.count(b"\n") != pending.count(b"\r\n"):  # it would never end in CRLF CRLF
@@ -189,7 +233,7 @@ class UpstreamResponse:
         else:
             self._pending = pending
 
-    def _feed_body(self, data: bytes) -> None:
+    def _feed_body(self, data: Chunk) -> None:
         framing = self._framing
         if framing is Framing.LENGTH:
             size = len(data)
@@ -233,7 +277,7 @@ class UpstreamResponse:
         reason = f": {exc}" if exc else ""
         self._fail(BadUpstreamResponse(f"the upstream closed the connection {what}{reason}"))
 
-    def _push(self, data: bytes) -> None:
+    def _push(self, data: Chunk) -> None:
         if not data:
             return
         self._chunks.append(data)
@@ -302,7 +346,7 @@ class UpstreamResponse:
                 raise self._error
             await self._wait()
 
-    def read_nowait(self) -> bytes:
+    def read_nowait(self) -> Chunk:
         """The next piece of the body if it is already here, else b"" (never a copy)."""
         if not self._chunks:
             if self._error is not None:
@@ -312,7 +356,7 @@ class UpstreamResponse:
         self._taken(len(data))
         return data
 
-    async def readany(self) -> bytes:
+    async def readany(self) -> Chunk:
         """The next piece of the body as it arrived; b"" at its end."""
         while not self._chunks:
             if self._error is not None:

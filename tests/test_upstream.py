@@ -8,6 +8,7 @@ retries and refuses what comes back.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import pytest
@@ -305,6 +306,23 @@ async def test_unread_bytes_stay_bounded_while_the_reader_is_slow(scripted: Star
     await pool.close()
     assert received == size
     assert most <= 1024 * 1024
+
+
+async def test_pieces_held_by_the_reader_are_never_overwritten(scripted: StartScripted) -> None:
+    body = os.urandom(8 * 1024 * 1024)
+    script = await scripted(
+        lambda n: b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    )
+    pool = _pool(script)
+    for _ in range(2):  # the second response reads into buffers the first one used
+        response = await pool.send("GET", "/x", HEADERS)
+        held = [response.read_nowait()]
+        while chunk := await response.readany():
+            held.append(chunk)  # kept as handed out: views of read buffers stay alive
+        response.release()
+        assert any(isinstance(piece, memoryview) for piece in held), "large reads are lent"
+        assert b"".join(held) == body
+    await pool.close()
 
 
 @pytest.mark.parametrize(
