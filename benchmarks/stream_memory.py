@@ -66,11 +66,14 @@ async def main(size_mib: int) -> None:
         "--port", "0", stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert proxy.stderr
-    line = await proxy.stderr.readline()
-    match = re.search(rb"listening on (http://\S+?)/? ->", line)
-    assert match, line
-    base = match.group(1).decode()
     try:
+        match = None
+        while match is None:  # rproxy logs a few lines before it listens
+            line = await asyncio.wait_for(proxy.stderr.readline(), timeout=30)
+            if not line:
+                raise RuntimeError("rproxy exited before it listened")
+            match = re.search(rb"listening on (http://\S+?)/? ->", line)
+        base = match.group(1).decode()
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as http:
             async with http.get(f"{base}/warm-up") as resp:  # 404 from the upstream
                 await resp.read()

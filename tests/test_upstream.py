@@ -273,6 +273,28 @@ async def test_a_request_with_a_body_is_not_sent_twice(scripted: StartScripted) 
     assert script.connections == 1
 
 
+async def test_an_answer_before_the_upload_ends_is_passed_on_and_the_connection_dropped(
+    scripted: StartScripted,
+) -> None:
+    too_large = b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 3\r\n\r\nbig"
+    replies = iter([too_large, OK])  # in order, whichever connection asks
+    script = await scripted(lambda n: next(replies))
+    pool = _pool(script)
+    answered = asyncio.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"x" * 1024
+        await answered.wait()  # the rest would come after the upstream has answered
+        yield b"y" * 1024
+
+    response = await pool.send("POST", "/x", [*HEADERS, ("Content-Length", "2048")], body())
+    answered.set()
+    assert (response.status, await _body(response)) == (413, b"big")
+    assert await _get(pool) == (200, b"ok")
+    await pool.close()
+    assert script.connections == 2, "a connection with half an upload on it is never reused"
+
+
 async def test_the_connection_limit_holds_under_concurrency(scripted: StartScripted) -> None:
     script = await scripted(lambda n: OK)
     pool = _pool(script, limit=2)
