@@ -175,7 +175,17 @@ def _gauges(app: web.Application) -> Gauges:
         launcher = app.get(LAUNCHER)
         return None if launcher is None else launcher.state is ChildState.READY
 
-    return Gauges(connections, lambda: len(app[OPEN_WEBSOCKETS]), child_restarts, child_up)
+    def upstream_connections() -> int:
+        pool = app.get(UPSTREAM_POOL)
+        return pool.open_connections if pool is not None else 0
+
+    return Gauges(
+        connections,
+        upstream_connections,
+        lambda: len(app[OPEN_WEBSOCKETS]),
+        child_restarts,
+        child_up,
+    )
 
 
 async def _child(app: web.Application) -> AsyncIterator[None]:

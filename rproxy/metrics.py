@@ -187,6 +187,7 @@ class Gauges:
     """Numbers read at scrape time from the live application."""
 
     connections: Callable[[], int]
+    upstream_connections: Callable[[], int]
     websockets: Callable[[], int]
     child_restarts: Callable[[], int | None]  # None: no child
     child_up: Callable[[], bool | None]
@@ -259,6 +260,11 @@ class MetricsCollector(Collector):
         )
         yield GaugeMetricFamily(
             "rproxy_connections", "Open client connections.", value=g.connections()
+        )
+        yield GaugeMetricFamily(
+            "rproxy_upstream_connections",
+            "Open HTTP connections to the upstream, idle ones in the pool included.",
+            value=g.upstream_connections(),
         )
         yield GaugeMetricFamily(
             "rproxy_requests_in_flight", "Requests being answered.", value=m.in_flight

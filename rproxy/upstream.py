@@ -540,6 +540,11 @@ class UpstreamPool:
         self._open.add(connection)
         return connection
 
+    @property
+    def open_connections(self) -> int:
+        """Connections open or being opened, idle ones included (closing ones not)."""
+        return sum(not connection.lost for connection in self._open) + self._connecting
+
     def release(self, connection: _Connection) -> None:
         """``connection`` finished a response and may carry the next one."""
         if self._closed:

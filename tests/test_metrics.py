@@ -117,6 +117,7 @@ async def test_metrics_move_as_traffic_passes(proxy: URL, http: aiohttp.ClientSe
     assert _value(during, "rproxy_websockets") == 1
     assert _value(after, "rproxy_websockets") == 0
     assert _value(during, "rproxy_connections") >= 1
+    assert _value(after, "rproxy_upstream_connections") >= 1, "the keep-alive pool holds one"
     assert _value(after, "rproxy_requests_in_flight") == 1  # the scrape itself
     assert ("rproxy_child_restarts_total", ()) not in after  # no child: no child metrics
     assert _value(after, "rproxy_uptime_seconds") > 0

@@ -62,9 +62,12 @@ class Scripted:
                 n += 1
                 if reply is None:
                     return
-                for i in range(0, len(reply), self._piece or len(reply) or 1):
-                    writer.write(reply[i : i + (self._piece or len(reply))])
-                    await writer.drain()
+                try:
+                    for i in range(0, len(reply), self._piece or len(reply) or 1):
+                        writer.write(reply[i : i + (self._piece or len(reply))])
+                        await writer.drain()
+                except ConnectionError:  # the pool gave up on this response
+                    return
                 if self._close:
                     return
         finally:
@@ -293,6 +296,25 @@ async def test_an_answer_before_the_upload_ends_is_passed_on_and_the_connection_
     assert await _get(pool) == (200, b"ok")
     await pool.close()
     assert script.connections == 2, "a connection with half an upload on it is never reused"
+
+
+async def test_abandoned_responses_close_their_connections_and_leak_none(
+    scripted: StartScripted,
+) -> None:
+    size = 1024 * 1024
+    script = await scripted(
+        lambda n: b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size + b"z" * size
+    )
+    pool = _pool(script)
+    for _ in range(50):
+        response = await pool.send("GET", "/x", HEADERS)
+        assert await response.readany()
+        response.release()  # the client went away in the middle of the body
+    assert pool.open_connections == 0, "each abandoned connection was closed at once"
+    _, pending = await asyncio.wait(script.handlers, timeout=10)
+    assert not pending, "the upstream saw every abandoned connection end"
+    assert script.connections == 50
+    await pool.close()
 
 
 async def test_the_connection_limit_holds_under_concurrency(scripted: StartScripted) -> None:
