@@ -8,9 +8,10 @@ the client has taken them, so a slow client slows the upstream instead of fillin
 
 A connection goes back to the pool as soon as its response is complete and both sides said
 keep-alive. A response that sends more than it announced, an upload the upstream did not read
-to the end, or any doubt about where a response ends closes the connection instead. A request
-without a body that fails on a reused connection before any response byte (the upstream closed
-the idle connection as it was being reused) is sent once more on a new connection.
+to the end, or any doubt about where a response ends closes the connection instead. An
+idempotent request without a body that fails on a reused connection before any response byte
+(the upstream closed the idle connection as it was being reused) is sent once more on a new
+connection; any other request gets the failure.
 
 Timeouts: ``connect`` for opening a connection, ``read`` for each wait on the upstream (the head,
 each body chunk, each drain of an upload). Failures surface as OSError (connecting),
@@ -51,6 +52,7 @@ _IDLE_SECONDS = 15.0  # an idle connection older than this is not reused (the up
 _READ_SIZE = 256 * 1024  # one read from the upstream, at most
 _LEND_MIN = 16 * 1024  # a read at least this large is handed on as a view of the read buffer
 _BUFFERS = 4  # read buffers a connection keeps for reuse
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})  # RFC 9110 9.2.2
 
 Chunk = bytes | memoryview
 
@@ -433,7 +435,8 @@ class UpstreamPool:
             return response
         except BadUpstreamResponse:
             response.release()
-            if not reused or body is not None or response.received_any:
+            retry = reused and body is None and method in _IDEMPOTENT
+            if not retry or response.received_any:
                 raise
         except BaseException:
             response.release()

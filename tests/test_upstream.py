@@ -262,6 +262,29 @@ async def test_a_reused_connection_closed_before_answering_is_retried_once(
     assert script.connections == 2
 
 
+async def test_a_non_idempotent_request_is_not_sent_twice(scripted: StartScripted) -> None:
+    script = await scripted(lambda n: OK if n == 0 else None)
+    pool = _pool(script)
+    assert await _get(pool) == (200, b"ok")
+    with pytest.raises(BadUpstreamResponse):
+        await pool.send("POST", "/x", HEADERS)  # no body, but POST: the upstream may have acted
+    await pool.close()
+    assert script.connections == 1
+
+
+@pytest.mark.parametrize("upgrade", [b"Upgrade: h2c\r\nConnection: upgrade\r\n", b""])
+async def test_an_unasked_protocol_switch_is_refused(
+    scripted: StartScripted, upgrade: bytes
+) -> None:
+    script = await scripted(
+        lambda n: b"HTTP/1.1 101 Switching Protocols\r\n" + upgrade + b"\r\n" + OK
+    )
+    pool = _pool(script)
+    with pytest.raises(BadUpstreamResponse):
+        await pool.send("GET", "/x", HEADERS)
+    await pool.close()
+
+
 async def test_a_request_with_a_body_is_not_sent_twice(scripted: StartScripted) -> None:
     script = await scripted(lambda n: OK if n == 0 else None)
     pool = _pool(script)
