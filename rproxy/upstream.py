@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections import deque
 from collections.abc import AsyncIterable, Iterable
@@ -407,6 +408,8 @@ class UpstreamPool:
     ) -> None:
         self._upstream = upstream
         self._timeouts = timeouts
+        secure = upstream.url.scheme == "https" and not upstream.unix_socket
+        self._tls = ssl.create_default_context() if secure else None  # verifies, as browsers do
         self._limit = limit
         self._connect_times = connect_times
         self._idle: list[_Connection] = []
@@ -525,13 +528,12 @@ class UpstreamPool:
                     )
                 else:
                     url = upstream.url
-                    secure = url.scheme == "https"
                     _, connection = await loop.create_connection(
                         lambda: _Connection(self),
                         url.host or "localhost",
-                        url.port or (443 if secure else 80),
-                        ssl=secure or None,
-                        server_hostname=url.host if secure else None,
+                        url.port or 80,
+                        ssl=self._tls,
+                        server_hostname=url.host if self._tls else None,
                     )
         except BaseException:
             self._connecting -= 1

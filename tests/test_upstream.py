@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
 
 import pytest
+from support import make_certificates
 from yarl import URL
 
 from rproxy.config import Timeouts, Upstream
@@ -89,9 +92,11 @@ StartScripted = Callable[..., Awaitable[Scripted]]
 async def scripted() -> AsyncIterator[StartScripted]:
     scripts: list[Scripted] = []
 
-    async def start(replies: Replies, *, close: bool = False, piece: int = 0) -> Scripted:
+    async def start(
+        replies: Replies, *, close: bool = False, piece: int = 0, tls: ssl.SSLContext | None = None
+    ) -> Scripted:
         script = Scripted(replies, close=close, piece=piece)
-        script.server = await asyncio.start_server(script.serve, "127.0.0.1", 0)
+        script.server = await asyncio.start_server(script.serve, "127.0.0.1", 0, ssl=tls)
         scripts.append(script)
         return script
 
@@ -390,6 +395,25 @@ async def test_pieces_held_by_the_reader_are_never_overwritten(scripted: StartSc
         assert any(isinstance(piece, memoryview) for piece in held), "large reads are lent"
         assert b"".join(held) == body
     await pool.close()
+
+
+async def test_an_https_upstream_is_verified(
+    scripted: StartScripted, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_certificates(tmp_path)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(tmp_path / "server.crt", tmp_path / "server.key")
+    script = await scripted(lambda n: OK, tls=tls)
+    https = Upstream(URL(str(script.upstream.url).replace("http:", "https:")))
+    timeouts = Timeouts(connect=5, read=5)
+    untrusting = UpstreamPool(https, timeouts)
+    with pytest.raises(ssl.SSLCertVerificationError):  # the proxy answers 502
+        await untrusting.send("GET", "/x", HEADERS)
+    await untrusting.close()
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.crt"))  # as an operator would
+    trusting = UpstreamPool(https, timeouts)
+    assert await _get(trusting) == (200, b"ok")
+    await trusting.close()
 
 
 @pytest.mark.parametrize(

@@ -1,45 +1,28 @@
 """JupyterHub's internal TLS: with JUPYTERHUB_SSL_* rproxy serves https and wants a client cert.
 
-Certificates are made for the test with the openssl command: a CA, a server certificate for
-127.0.0.1 and a client certificate (what the hub's proxy presents).
+Certificates are made for the test with the openssl command (``support.make_certificates``): a
+CA, a server certificate for 127.0.0.1 and a client certificate (what the hub's proxy presents).
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
-import subprocess
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
-from support import StartUpstream, free_port
+from support import StartUpstream, free_port, make_certificates
 
 from rproxy.app import serve
 from rproxy.sources import load_config
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
-def _certificates(folder: Path) -> None:
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
-             "ca.crt", "-days", "1", "-subj", "/CN=test-ca", cwd=folder)  # fmt: skip
-    (folder / "ip.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    for name in ("server", "client"):
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out",
-                 f"{name}.csr", "-subj", f"/CN={name}", cwd=folder)  # fmt: skip
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-                 "-CAcreateserial", "-out", f"{name}.crt", "-days", "1", "-extfile", "ip.ext",
-                 cwd=folder)  # fmt: skip
-
-
 async def test_internal_tls_serves_https_to_clients_with_a_certificate(
     tmp_path: Path, start_upstream: StartUpstream
 ) -> None:
-    _certificates(tmp_path)
+    make_certificates(tmp_path)
     upstream = await start_upstream(web.Application())
     port = free_port()
     environ = {
