@@ -508,7 +508,16 @@ class UpstreamPool:
         if self._limit and len(self._open) + self._connecting >= self._limit:
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
-            handed = await waiter
+            try:  # a free connection within the connect timeout, as opening one would take
+                async with asyncio.timeout(self._timeouts.connect):
+                    handed = await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():  # given just as this one gave up
+                    if (given := waiter.result()) is not None:
+                        self.release(given)
+                    else:
+                        self._offer_slot()
+                raise
             if handed is not None:
                 return handed, True
         return await self._new_connection(), False

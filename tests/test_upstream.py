@@ -354,6 +354,22 @@ async def test_the_connection_limit_holds_under_concurrency(scripted: StartScrip
     assert script.most_open <= 2
 
 
+async def test_waiting_for_a_free_connection_times_out_like_connecting(
+    scripted: StartScripted,
+) -> None:
+    script = await scripted(lambda n: b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf")
+    pool = _pool(script, limit=1, timeouts=Timeouts(connect=0.2, read=30))
+    busy = await pool.send("GET", "/x", HEADERS)  # holds the only connection: 6 bytes to come
+    with pytest.raises(TimeoutError):
+        await pool.send("GET", "/x", HEADERS)
+    busy.release()  # closes it: the next request may open a new one
+    response = await pool.send("GET", "/x", HEADERS)
+    assert response.status == 200
+    response.release()
+    await pool.close()
+    assert script.connections == 2
+
+
 async def test_a_silent_upstream_times_out(scripted: StartScripted) -> None:
     script = await scripted(lambda n: b"")  # reads the request, answers nothing
     pool = _pool(script, timeouts=Timeouts(connect=5, read=0.2))
