@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
       "nearest N proxies or from these addresses/networks (default: from none)")  # fmt: skip
     g("--host-header", choices=get_args(HostHeader), help="Host sent upstream (preserve)")
     g("--upstream-connections", type=int, metavar="N", help="most HTTP connections to the "
-      "upstream at once; a request waits up to --connect-timeout for one (0: no limit)")  # fmt: skip
+      "upstream at once; a request waits --connect-timeout for one (0: no limit)")  # fmt: skip
     g("--connect-timeout", type=float, metavar="S", help="connect timeout, then 504 (10)")
     g("--request-timeout", type=float, metavar="S", help="idle seconds between two chunks from "
       "the upstream before 504 or abort; no total limit on long streams (300)")  # fmt: skip
