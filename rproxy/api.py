@@ -24,14 +24,12 @@ from rproxy.keys import (
     AUTHENTICATOR,
     CONFIG,
     CONNECTION_COUNT,
-    ENDPOINT,
-    LAUNCHER,
     METRICS,
     OPEN_WEBSOCKETS,
     PROMETHEUS,
-    UPSTREAM,
-    UPSTREAM_PROBE,
+    SERVICE,
 )
+from rproxy.services import Service
 from rproxy.supervisor import ChildState
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -77,11 +75,12 @@ async def overview(request: web.Request) -> web.Response:
 
 async def status(request: web.Request) -> web.Response:
     app = request.app
-    launcher = app.get(LAUNCHER)
+    service = app[SERVICE]
+    launcher = service.launcher
     supervisor = launcher.supervisor if launcher is not None else None
     state = launcher.state if launcher is not None else None
     # The upstream is probed only when it should answer: a child that is not ready is down.
-    probe = await app[UPSTREAM_PROBE].check() if state in (None, ChildState.READY) else None
+    probe = await service.probe.check() if state in (None, ChildState.READY) else None
     up = probe is not None and probe.reachable
     child: dict[str, Any] | None = None
     if launcher is not None:
@@ -96,7 +95,7 @@ async def status(request: web.Request) -> web.Response:
     body = {
         "status": "ok" if up else (str(state) if state not in (None, ChildState.READY) else "down"),
         "upstream": {
-            **_where(request),
+            **_where(service),
             "reachable": probe.reachable if probe else None,
             "checked_seconds_ago": round(probe.age, 3) if probe else None,
             **({"problem": probe.problem} if probe and probe.problem else {}),
@@ -117,18 +116,19 @@ async def user(request: web.Request) -> web.Response:
 
 async def services(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
-    launcher = request.app.get(LAUNCHER)
+    service = request.app[SERVICE]
+    launcher = service.launcher
     supervisor = launcher.supervisor if launcher is not None else None
     entry: dict[str, Any] = {
         "name": "default",
         "path": config.prefix,
-        **_where(request),
+        **_where(service),
         "state": str(launcher.state) if launcher is not None else "external",
         "restarts": supervisor.restarts if supervisor else 0,
         "description": (
             shlex.join(supervisor.spec.argv if supervisor else launcher.child.argv)
             if launcher is not None
-            else f"the server at {request.app[UPSTREAM].describe()}"
+            else f"the server at {service.upstream.describe()}"
         ),
     }
     return _json({"services": [entry]})
@@ -141,9 +141,8 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": content_type, **_NO_STORE})
 
 
-def _where(request: web.Request) -> dict[str, Any]:
-    upstream = request.app[UPSTREAM]
-    endpoint = request.app.get(ENDPOINT)
+def _where(service: Service) -> dict[str, Any]:
+    upstream, endpoint = service.upstream, service.endpoint
     return {
         "url": None if upstream.unix_socket else str(upstream.url),
         "port": endpoint.port if endpoint is not None else upstream.url.port,

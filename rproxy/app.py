@@ -14,6 +14,7 @@ import shutil
 import signal
 import ssl
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -30,17 +31,11 @@ from rproxy.keys import (
     AUTHENTICATOR,
     CONFIG,
     CONNECTION_COUNT,
-    ENDPOINT,
-    LAUNCHER,
     METRICS,
     OPEN_WEBSOCKETS,
     PROMETHEUS,
     REWRITERS,
-    UPSTREAM,
-    UPSTREAM_CLIENT,
-    UPSTREAM_POOL,
-    UPSTREAM_PROBE,
-    URLS,
+    SERVICE,
     VNC,
 )
 from rproxy.launch import Launcher, allocate_endpoint, desktop_endpoint
@@ -51,6 +46,7 @@ from rproxy.probe import UpstreamProbe
 from rproxy.proxy import handle
 from rproxy.rewriters import registry
 from rproxy.rewriters.base import Rewriter
+from rproxy.services import Service
 from rproxy.supervisor import ChildState
 from rproxy.upstream import UpstreamPool
 from rproxy.urls import UrlMapper
@@ -112,29 +108,25 @@ async def _upstream(
         endpoint = desktop_endpoint()
         socket_path = endpoint.upstream.unix_socket or ""
         app[VNC] = VncRoutes(VncTarget(socket_path), config.vnc_path, Path(config.novnc_dir))
-    if endpoint is not None:
-        app[ENDPOINT] = endpoint
     upstream = endpoint.upstream if endpoint is not None else config.upstream
     if upstream is None:
         raise ValueError("a Config has either an upstream or a command")
-    app[UPSTREAM] = upstream
-    app[URLS] = UrlMapper(config.prefix, upstream.url)
-    app[UPSTREAM_PROBE] = probe = UpstreamProbe(upstream)
-    app[UPSTREAM_POOL] = pool = UpstreamPool(
+    probe = UpstreamProbe(upstream)
+    pool = UpstreamPool(
         upstream,
         config.timeouts,
         limit=config.upstream_connections,
         connect_times=app[METRICS].connect,
     )
     try:
-        if client is not None:
-            app[UPSTREAM_CLIENT] = client
+        async with AsyncExitStack() as owned:
+            if client is None:
+                new = new_upstream_client(upstream, config, app[METRICS].connect)
+                client = await owned.enter_async_context(new)
+            app[SERVICE] = Service(
+                upstream, UrlMapper(config.prefix, upstream.url), pool, client, probe, endpoint
+            )
             yield
-        else:
-            client = new_upstream_client(upstream, config, app[METRICS].connect)
-            async with client as own_client:
-                app[UPSTREAM_CLIENT] = own_client
-                yield
     finally:
         await pool.close()
         probe.close()
@@ -145,7 +137,8 @@ async def _upstream(
 async def _desktop(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     assert config.desktop is not None
-    desktop = Desktop(config.desktop, app[UPSTREAM].unix_socket or "", config.grace_period)
+    socket_path = app[SERVICE].upstream.unix_socket or ""
+    desktop = Desktop(config.desktop, socket_path, config.grace_period)
     desktop.start()
     try:
         yield
@@ -165,19 +158,23 @@ def _gauges(app: web.Application) -> Gauges:
         count = app.get(CONNECTION_COUNT)
         return count() if count is not None else 0
 
+    def launcher() -> Launcher | None:
+        service = app.get(SERVICE)
+        return service.launcher if service is not None else None
+
     def child_restarts() -> int | None:
-        launcher = app.get(LAUNCHER)
-        if launcher is None:
+        child = launcher()
+        if child is None:
             return None
-        return launcher.supervisor.restarts if launcher.supervisor else 0
+        return child.supervisor.restarts if child.supervisor else 0
 
     def child_up() -> bool | None:
-        launcher = app.get(LAUNCHER)
-        return None if launcher is None else launcher.state is ChildState.READY
+        child = launcher()
+        return None if child is None else child.state is ChildState.READY
 
     def upstream_connections() -> int:
-        pool = app.get(UPSTREAM_POOL)
-        return pool.open_connections if pool is not None else 0
+        service = app.get(SERVICE)
+        return service.pool.open_connections if service is not None else 0
 
     return Gauges(
         connections,
@@ -189,10 +186,11 @@ def _gauges(app: web.Application) -> Gauges:
 
 
 async def _child(app: web.Application) -> AsyncIterator[None]:
-    launcher = Launcher(app[CONFIG], app[ENDPOINT])
-    app[LAUNCHER] = launcher
+    service = app[SERVICE]
+    assert service.endpoint is not None  # a command gets an endpoint in _upstream
+    launcher = service.launcher = Launcher(app[CONFIG], service.endpoint)
     if not launcher.lazy:
-        launcher.begin(app[UPSTREAM_CLIENT], app[URLS], origin_host="")
+        launcher.begin(service.client, service.urls, origin_host="")
     try:
         yield
     finally:
@@ -240,8 +238,8 @@ async def serve(
     spawning: asyncio.Future[None] | None = None
     try:
         await runner.setup()
-        app = runner.app
-        launcher = app.get(LAUNCHER)
+        service = runner.app[SERVICE]
+        launcher = service.launcher
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         if launcher is not None:
@@ -266,10 +264,10 @@ async def serve(
                 f"[{host}]" if ":" in host else host,
                 port,
                 config.prefix,
-                app[UPSTREAM].describe(),
+                service.upstream.describe(),
             )
         if config.workers > 1:
-            pool = WorkerPool(config, app[UPSTREAM], runner.addresses[0][1])
+            pool = WorkerPool(config, service.upstream, runner.addresses[0][1])
             spawning = asyncio.ensure_future(_start_workers(pool, config.workers - 1, launcher))
         waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
         if launcher is not None:

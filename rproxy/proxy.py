@@ -41,19 +41,16 @@ from rproxy.keys import (
     API,
     CONFIG,
     HUB_USER,
-    LAUNCHER,
     METRICS,
     OPEN_WEBSOCKETS,
     REWRITERS,
-    UPSTREAM,
-    UPSTREAM_CLIENT,
-    UPSTREAM_POOL,
-    URLS,
+    SERVICE,
     VNC,
 )
 from rproxy.launch import Launcher
 from rproxy.metrics import RequestTiming
 from rproxy.rewriters.chain import rewrite_response
+from rproxy.services import Service
 from rproxy.streams import (
     RelayedResponse,
     RewriteFailed,
@@ -82,7 +79,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
 
 
 async def _answer(request: web.Request, timing: RequestTiming) -> web.StreamResponse:
-    route = request.app[URLS].route(request.raw_path)
+    service = request.app[SERVICE]
+    route = service.urls.route(request.raw_path)
     match route:
         case Redirect(location):
             return plain_response(307, Location=location)
@@ -99,7 +97,7 @@ async def _answer(request: web.Request, timing: RequestTiming) -> web.StreamResp
         answer = await vnc.answer(
             request,
             route.path,
-            request.app[URLS].public_prefix,
+            service.urls.public_prefix,
             request.app[OPEN_WEBSOCKETS],
             config.websocket_heartbeat,
         )
@@ -107,11 +105,11 @@ async def _answer(request: web.Request, timing: RequestTiming) -> web.StreamResp
             return answer
         if config.desktop is not None:  # nothing but the desktop is served
             if route.path == "/":
-                return plain_response(307, Location=f"{request.app[URLS].public_prefix}/vnc/")
+                return plain_response(307, Location=f"{service.urls.public_prefix}/vnc/")
             return plain_response(404, "This server shows a desktop at its root.")
-    launcher = request.app.get(LAUNCHER)
+    launcher = service.launcher
     if launcher is not None and launcher.state is not ChildState.READY:
-        return _not_ready(request, launcher)
+        return _not_ready(request, service, launcher)
     config = request.app[CONFIG]
     if config.hub.query_user_info or USER_QUERY in route.query:
         model = request.get(HUB_USER)
@@ -120,20 +118,20 @@ async def _answer(request: web.Request, timing: RequestTiming) -> web.StreamResp
     if is_upgrade(request):
         return await proxy_websocket(
             request,
-            request.app[UPSTREAM_CLIENT],
-            request.app[URLS].upstream_url(route),
-            _upstream_headers(request),
+            service.client,
+            service.urls.upstream_url(route),
+            _upstream_headers(request, service),
             max_message_size=config.websocket_max_message_size,
             heartbeat=config.websocket_heartbeat,
             open_sockets=request.app[OPEN_WEBSOCKETS],
             metrics=request.app[METRICS],
         )
-    return await _forward(request, route, timing)
+    return await _forward(request, service, route, timing)
 
 
-def _upstream_headers(request: web.Request) -> CIMultiDict[str]:
+def _upstream_headers(request: web.Request, service: Service) -> CIMultiDict[str]:
     config = request.app[CONFIG]
-    mapper = request.app[URLS]
+    mapper = service.urls
     headers = upstream_request_headers(
         request.headers,
         ClientView(request.remote or "unknown", request.scheme, request.headers.get("Host")),
@@ -154,17 +152,17 @@ def _upstream_headers(request: web.Request) -> CIMultiDict[str]:
 
 
 async def _forward(
-    request: web.Request, route: Forward, timing: RequestTiming
+    request: web.Request, service: Service, route: Forward, timing: RequestTiming
 ) -> web.StreamResponse:
     app = request.app
-    mapper = app[URLS]
+    mapper = service.urls
     config = app[CONFIG]
-    headers = _upstream_headers(request)
+    headers = _upstream_headers(request, service)
     body = request_body(request, timing) if request.body_exists else None
     target = f"{route.path}?{route.query}" if route.query else route.path
     sent = time.perf_counter()
     try:
-        upstream = await app[UPSTREAM_POOL].send(
+        upstream = await service.pool.send(
             request.method,
             target,
             headers.items(),
@@ -172,9 +170,9 @@ async def _forward(
             chunked=body is not None and "Content-Length" not in headers,
         )
     except TimeoutError as exc:
-        return _failed(request, route, UpstreamTimeout(), exc)
+        return _failed(request, service, route, UpstreamTimeout(), exc)
     except (BadUpstreamResponse, OSError) as exc:
-        return _failed(request, route, UpstreamUnavailable(), exc)
+        return _failed(request, service, route, UpstreamUnavailable(), exc)
     except ValueError:
         return plain_response(400, "A request header cannot be forwarded.")
     answered = time.perf_counter()
@@ -229,12 +227,12 @@ def _server_timing(timing: RequestTiming) -> str:
     return f"upstream;dur={timing.upstream_wait * 1e3:.3f}, rproxy;dur={own * 1e3:.3f}"
 
 
-def _not_ready(request: web.Request, launcher: Launcher) -> web.Response:
+def _not_ready(request: web.Request, service: Service, launcher: Launcher) -> web.Response:
     if launcher.lazy and launcher.supervisor is None:
         host = request.headers.get("Host")
         if not valid_origin_host(host):
             return plain_response(400, "The Host header is not a host name.")
-        launcher.begin(request.app[UPSTREAM_CLIENT], request.app[URLS], host)
+        launcher.begin(service.client, service.urls, host)
     supervisor = launcher.supervisor
     if launcher.state is ChildState.FAILED:
         problem = supervisor.problem if supervisor else launcher.failure
@@ -245,7 +243,11 @@ def _not_ready(request: web.Request, launcher: Launcher) -> web.Response:
 
 
 def _failed(
-    request: web.Request, route: Forward, error: UpstreamError, exc: BaseException
+    request: web.Request,
+    service: Service,
+    route: Forward,
+    error: UpstreamError,
+    exc: BaseException,
 ) -> web.Response:
     logger.warning(
         "%d for %s %s: %s (upstream %s)",
@@ -253,7 +255,7 @@ def _failed(
         request.method,
         route.path,
         _describe(exc),
-        request.app[UPSTREAM].describe(),
+        service.upstream.describe(),
     )
     return error_response(error)
 

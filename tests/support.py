@@ -15,7 +15,7 @@ from yarl import URL
 
 from rproxy.app import make_runner
 from rproxy.cli import parse_config
-from rproxy.keys import LAUNCHER
+from rproxy.keys import SERVICE
 from rproxy.launch import Launcher
 from rproxy.supervisor import ChildState, Supervisor
 
@@ -62,7 +62,10 @@ async def running(
     config = parse_config(["--ip", "127.0.0.1", "--port", "0", *argv], env or {})
     runner = make_runner(config)
     try:
-        yield await listen(runner), runner.app[LAUNCHER]
+        url = await listen(runner)
+        launcher = runner.app[SERVICE].launcher
+        assert launcher is not None
+        yield url, launcher
     finally:
         await runner.cleanup()
 
