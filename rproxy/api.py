@@ -27,7 +27,7 @@ from rproxy.keys import (
     METRICS,
     OPEN_WEBSOCKETS,
     PROMETHEUS,
-    SERVICE,
+    SERVICES,
 )
 from rproxy.services import Service
 from rproxy.supervisor import ChildState
@@ -75,13 +75,18 @@ async def overview(request: web.Request) -> web.Response:
 
 async def status(request: web.Request) -> web.Response:
     app = request.app
-    service = app[SERVICE]
+    services = app[SERVICES]
+    service = services.main
     launcher = service.launcher
     supervisor = launcher.supervisor if launcher is not None else None
     state = launcher.state if launcher is not None else None
     # The upstream is probed only when it should answer: a child that is not ready is down.
     probe = await service.probe.check() if state in (None, ChildState.READY) else None
-    up = probe is not None and probe.reachable
+    others = {other.name: await _state(other) for other in services.all[1:]}
+    required_ok = all(
+        others[other.name] in ("ready", "reachable") for other in services.all[1:] if other.required
+    )
+    up = probe is not None and probe.reachable and required_ok
     child: dict[str, Any] | None = None
     if launcher is not None:
         child = {
@@ -101,6 +106,7 @@ async def status(request: web.Request) -> web.Response:
             **({"problem": probe.problem} if probe and probe.problem else {}),
         },
         "child": child,
+        **({"services": others} if others else {}),
         "uptime_seconds": round(time.monotonic() - metrics_.started, 3),
         "connections": count() if count is not None else None,
         "requests_in_flight": metrics_.in_flight,
@@ -116,22 +122,37 @@ async def user(request: web.Request) -> web.Response:
 
 async def services(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
-    service = request.app[SERVICE]
-    launcher = service.launcher
-    supervisor = launcher.supervisor if launcher is not None else None
-    entry: dict[str, Any] = {
-        "name": "default",
-        "path": config.prefix,
-        **_where(service),
-        "state": str(launcher.state) if launcher is not None else "external",
-        "restarts": supervisor.restarts if supervisor else 0,
-        "description": (
+    entries = []
+    for service in request.app[SERVICES].all:
+        launcher = service.launcher
+        supervisor = launcher.supervisor if launcher is not None else None
+        command = (
             shlex.join(supervisor.spec.argv if supervisor else launcher.child.argv)
             if launcher is not None
-            else f"the server at {service.upstream.describe()}"
-        ),
-    }
-    return _json({"services": [entry]})
+            else None
+        )
+        entries.append(
+            {
+                "name": service.name,
+                "path": config.prefix + service.mount[1:],
+                **_where(service),
+                "state": str(launcher.state) if launcher is not None else "external",
+                "restarts": supervisor.restarts if supervisor else 0,
+                "required": service.required,
+                "description": service.description
+                or command
+                or f"the server at {service.upstream.describe()}",
+            }
+        )
+    return _json({"services": entries})
+
+
+async def _state(service: Service) -> str:
+    """A service's child state, or for one rproxy does not run, whether it is reachable."""
+    if service.launcher is not None:
+        return str(service.launcher.state)
+    probe = await service.probe.check()
+    return "reachable" if probe.reachable else "unreachable"
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -25,7 +25,7 @@ from aiohttp import WSCloseCode, web
 from rproxy.api import api_routes
 from rproxy.auth import Authenticator, auth_middleware
 from rproxy.client import new_upstream_client
-from rproxy.config import Config
+from rproxy.config import Config, ServiceConfig, Upstream
 from rproxy.keys import (
     API,
     AUTHENTICATOR,
@@ -35,10 +35,10 @@ from rproxy.keys import (
     OPEN_WEBSOCKETS,
     PROMETHEUS,
     REWRITERS,
-    SERVICE,
+    SERVICES,
     VNC,
 )
-from rproxy.launch import Launcher, allocate_endpoint, desktop_endpoint
+from rproxy.launch import Endpoint, Launcher, allocate_endpoint, desktop_endpoint
 from rproxy.metrics import Gauges, ProxyMetrics, registry_for, watch_loop_lag
 from rproxy.plugins.desktop import Desktop
 from rproxy.plugins.vnc import VncRoutes, VncTarget
@@ -46,7 +46,7 @@ from rproxy.probe import UpstreamProbe
 from rproxy.proxy import handle
 from rproxy.rewriters import registry
 from rproxy.rewriters.base import Rewriter
-from rproxy.services import Service
+from rproxy.services import Service, ServiceTable
 from rproxy.supervisor import ChildState
 from rproxy.upstream import UpstreamPool
 from rproxy.urls import UrlMapper
@@ -91,8 +91,8 @@ def make_app(
     app.on_shutdown.append(_close_websockets)
     app.cleanup_ctx.append(partial(_upstream, client=client))
     app.cleanup_ctx.append(_loop_lag)
-    if config.child is not None:
-        app.cleanup_ctx.append(_child)
+    if config.child is not None or any(s.child is not None for s in config.services):
+        app.cleanup_ctx.append(_children)
     if config.desktop is not None:
         app.cleanup_ctx.append(_desktop)
     app.router.add_route("*", "/{tail:.*}", handle)
@@ -111,33 +111,60 @@ async def _upstream(
     upstream = endpoint.upstream if endpoint is not None else config.upstream
     if upstream is None:
         raise ValueError("a Config has either an upstream or a command")
+    async with AsyncExitStack() as owned:
+        main = await _open_service(app, owned, upstream, endpoint, client=client)
+        others = []
+        for spec in config.services:
+            where = allocate_endpoint(spec.child) if spec.child is not None else None
+            found = where.upstream if where is not None else spec.upstream
+            assert found is not None  # a ServiceConfig has an upstream or a command
+            others.append(await _open_service(app, owned, found, where, spec=spec))
+        app[SERVICES] = ServiceTable(main, others)
+        yield
+
+
+async def _open_service(
+    app: web.Application,
+    owned: AsyncExitStack,
+    upstream: Upstream,
+    endpoint: Endpoint | None,
+    *,
+    spec: ServiceConfig | None = None,
+    client: aiohttp.ClientSession | None = None,
+) -> Service:
+    """The main service (no ``spec``) or another; ``owned`` closes its pool, probe, client and
+    socket folder at the end."""
+    config = app[CONFIG]
+    if endpoint is not None and endpoint.socket_dir is not None:
+        owned.callback(shutil.rmtree, endpoint.socket_dir, ignore_errors=True)
     probe = UpstreamProbe(upstream)
+    owned.callback(probe.close)
     pool = UpstreamPool(
         upstream,
         config.timeouts,
         limit=config.upstream_connections,
         connect_times=app[METRICS].connect,
     )
-    try:
-        async with AsyncExitStack() as owned:
-            if client is None:
-                new = new_upstream_client(upstream, config, app[METRICS].connect)
-                client = await owned.enter_async_context(new)
-            app[SERVICE] = Service(
-                upstream, UrlMapper(config.prefix, upstream.url), pool, client, probe, endpoint
-            )
-            yield
-    finally:
-        await pool.close()
-        probe.close()
-        if endpoint is not None and endpoint.socket_dir is not None:
-            shutil.rmtree(endpoint.socket_dir, ignore_errors=True)
+    owned.push_async_callback(pool.close)
+    if client is None:
+        new = new_upstream_client(upstream, config, app[METRICS].connect)
+        client = await owned.enter_async_context(new)
+    if spec is None:
+        urls = UrlMapper(config.prefix, upstream.url)
+        return Service("default", "/", upstream, urls, pool, client, probe, app[REWRITERS],
+                       endpoint=endpoint)  # fmt: skip
+    # the prefix its responses' URLs are rewritten to: its mount, unless its paths keep it
+    urls = UrlMapper(config.prefix + (spec.path[1:] if spec.strip_path else ""), upstream.url)
+    rewriters = app[REWRITERS] if spec.rewriters is None else registry.load(spec.rewriters)
+    return Service(spec.name, spec.path, upstream, urls, pool, client, probe, rewriters,
+                   strip_path=spec.strip_path, description=spec.description,
+                   required=spec.required, endpoint=endpoint)  # fmt: skip
 
 
 async def _desktop(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     assert config.desktop is not None
-    socket_path = app[SERVICE].upstream.unix_socket or ""
+    socket_path = app[SERVICES].main.upstream.unix_socket or ""
     desktop = Desktop(config.desktop, socket_path, config.grace_period)
     desktop.start()
     try:
@@ -159,8 +186,8 @@ def _gauges(app: web.Application) -> Gauges:
         return count() if count is not None else 0
 
     def launcher() -> Launcher | None:
-        service = app.get(SERVICE)
-        return service.launcher if service is not None else None
+        services = app.get(SERVICES)
+        return services.main.launcher if services is not None else None
 
     def child_restarts() -> int | None:
         child = launcher()
@@ -173,8 +200,8 @@ def _gauges(app: web.Application) -> Gauges:
         return None if child is None else child.state is ChildState.READY
 
     def upstream_connections() -> int:
-        service = app.get(SERVICE)
-        return service.pool.open_connections if service is not None else 0
+        services = app.get(SERVICES)
+        return sum(s.pool.open_connections for s in services.all) if services is not None else 0
 
     return Gauges(
         connections,
@@ -185,16 +212,30 @@ def _gauges(app: web.Application) -> Gauges:
     )
 
 
-async def _child(app: web.Application) -> AsyncIterator[None]:
-    service = app[SERVICE]
-    assert service.endpoint is not None  # a command gets an endpoint in _upstream
-    launcher = service.launcher = Launcher(app[CONFIG], service.endpoint)
-    if not launcher.lazy:
-        launcher.begin(service.client, service.urls, origin_host="")
+async def _children(app: web.Application) -> AsyncIterator[None]:
+    """Start the command of every service that has one (unless it starts on a request)."""
+    config = app[CONFIG]
+    specs = {spec.name: spec for spec in config.services}
+    launchers = []
     try:
+        for service in app[SERVICES].all:
+            spec = specs.get(service.name)
+            child = spec.child if spec is not None else config.child
+            if child is None or service.endpoint is None:
+                continue
+            launcher = service.launcher = Launcher(
+                child,
+                service.endpoint,
+                base_url=service.urls.public_prefix,
+                grace_period=config.grace_period,
+                lazy=spec is not None and spec.start_on_request,
+            )
+            launchers.append(launcher)
+            if not launcher.lazy:
+                launcher.begin(service.client, service.urls, origin_host="")
         yield
     finally:
-        await launcher.close()
+        await asyncio.gather(*(launcher.close() for launcher in launchers))
 
 
 async def _close_websockets(app: web.Application) -> None:
@@ -238,7 +279,7 @@ async def serve(
     spawning: asyncio.Future[None] | None = None
     try:
         await runner.setup()
-        service = runner.app[SERVICE]
+        service = runner.app[SERVICES].main
         launcher = service.launcher
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
@@ -267,7 +308,8 @@ async def serve(
                 service.upstream.describe(),
             )
         if config.workers > 1:
-            pool = WorkerPool(config, service.upstream, runner.addresses[0][1])
+            upstreams = {s.name: s.upstream for s in runner.app[SERVICES].all}
+            pool = WorkerPool(config, upstreams, runner.addresses[0][1])
             spawning = asyncio.ensure_future(_start_workers(pool, config.workers - 1, launcher))
         waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
         if launcher is not None:

@@ -210,6 +210,46 @@ class DesktopOptions:
         _positive("--ready-timeout", self.ready_timeout)
 
 
+_SERVICE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    """One more service behind the same front door: ``[[services]]`` in the config file.
+
+    It is mounted at ``path`` under the prefix (never at its root, which is the main upstream's)
+    and is either an ``upstream`` already running or a ``child`` command rproxy runs.
+    """
+
+    name: str
+    path: str
+    upstream: Upstream | None = None
+    child: ChildConfig | None = None
+    strip_path: bool = True  # False: the service sees its own mount point in every path
+    rewriters: tuple[str, ...] | None = None  # None: the main rewriters
+    description: str = ""
+    required: bool = True  # api/status is 200 only when every required service is ready
+    start_on_request: bool = False  # start the command on the first request, not at launch
+
+    def __post_init__(self) -> None:
+        if not _SERVICE_NAME.fullmatch(self.name) or self.name == "default":
+            raise ConfigError(
+                f"service name {self.name!r}: lower-case letters, digits, - and _ "
+                '("default" is the main upstream\'s)'
+            )
+        try:
+            path = normalize_prefix(self.path)
+        except ConfigError as exc:
+            raise ConfigError(f"service {self.name!r}: {exc}") from None
+        if path == "/":
+            raise ConfigError(f"service {self.name!r}: its path must not be /, the main upstream's")
+        object.__setattr__(self, "path", path)
+        if (self.upstream is None) == (self.child is None):
+            raise ConfigError(f"service {self.name!r}: give either upstream or command, not both")
+        if self.start_on_request and self.child is None:
+            raise ConfigError(f'service {self.name!r}: start = "request" needs a command')
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """All settings of one rproxy instance: either ``upstream`` or ``child`` is set."""
@@ -238,9 +278,14 @@ class Config:
     vnc_path: str = "websockify"
     novnc_dir: str = "/usr/share/novnc"
     log_level: LogLevel = "INFO"
+    services: tuple[ServiceConfig, ...] = ()  # more upstreams, each under its own path
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "prefix", normalize_prefix(self.prefix))
+        for kind in ("name", "path"):
+            seen = [getattr(service, kind) for service in self.services]
+            if twice := {value for value in seen if seen.count(value) > 1}:
+                raise ConfigError(f"two services have the same {kind}: {sorted(twice)[0]!r}")
         if self.desktop is not None:
             if self.upstream is not None or self.child is not None or self.vnc_upstream:
                 raise ConfigError(

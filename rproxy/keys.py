@@ -16,10 +16,10 @@ from rproxy.config import Config
 from rproxy.metrics import ProxyMetrics
 from rproxy.plugins.vnc import VncRoutes
 from rproxy.rewriters.base import Rewriter
-from rproxy.services import Service
+from rproxy.services import ServiceTable
 
 CONFIG = web.AppKey("config", Config)
-SERVICE = web.AppKey("service", Service)  # the upstream and what rproxy keeps for it
+SERVICES = web.AppKey("services", ServiceTable)  # the upstreams and what rproxy keeps for each
 OPEN_WEBSOCKETS: web.AppKey[set[web.WebSocketResponse[Any]]] = web.AppKey("open_websockets")
 REWRITERS: web.AppKey[list[Rewriter]] = web.AppKey("rewriters")
 METRICS = web.AppKey("metrics", ProxyMetrics)

@@ -2,10 +2,11 @@
 
 The child listens on 127.0.0.1 at ``--destport`` (0: a free port chosen here), or with
 ``--unix-socket`` on a socket in a private 0700 directory, so other local users cannot reach it
-around the proxy. It starts with rproxy, or on the first request when its command uses
-``{origin_host}`` (the first Host header seen, as in jhsingle-native-proxy). Problems that make a
-start impossible (a placeholder without a value, no conda for ``--conda-env``) are ConfigErrors
-raised before rproxy listens. Process handling itself is supervisor.py's.
+around the proxy. It starts with rproxy, or on the first request when asked to or when its
+command uses ``{origin_host}`` (the first Host header seen, as in jhsingle-native-proxy).
+Problems that make a start impossible (a placeholder without a value, no conda for
+``--conda-env``) are ConfigErrors raised before rproxy listens. Process handling itself is
+supervisor.py's.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import aiohttp
 from yarl import URL
 
 from rproxy import command
-from rproxy.config import ChildConfig, Config, Upstream
+from rproxy.config import ChildConfig, Upstream
 from rproxy.errors import RproxyError
 from rproxy.gitrepo import checkout
 from rproxy.supervisor import ChildSpec, ChildState, Supervisor
@@ -67,20 +68,26 @@ def _free_port() -> int:
 class Launcher:
     """Starts the wrapped command once and reports its state; ``finished`` says when to exit."""
 
-    def __init__(self, config: Config, endpoint: Endpoint) -> None:
-        if config.child is None:
-            raise ValueError("Launcher needs a config with a command")
-        self.child = child = config.child
-        self.grace_period = config.grace_period
+    def __init__(
+        self,
+        child: ChildConfig,
+        endpoint: Endpoint,
+        *,
+        base_url: str,
+        grace_period: float,
+        lazy: bool = False,
+    ) -> None:
+        self.child = child
+        self.grace_period = grace_period
         self._repofolder = Path(child.repofolder).absolute()
         self.endpoint = endpoint
-        self.lazy = command.uses(self.child.argv, "origin_host")
+        self.lazy = lazy or command.uses(self.child.argv, "origin_host")
         self.supervisor: Supervisor | None = None
         self.failure = ""
         self.finished: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._values = {
             **command.presentation_values(child.presentation_path),
-            "base_url": config.prefix.rstrip("/"),
+            "base_url": base_url,
         }
         if endpoint.port is not None:
             self._values["port"] = str(endpoint.port)

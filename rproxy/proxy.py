@@ -43,8 +43,7 @@ from rproxy.keys import (
     HUB_USER,
     METRICS,
     OPEN_WEBSOCKETS,
-    REWRITERS,
-    SERVICE,
+    SERVICES,
     VNC,
 )
 from rproxy.launch import Launcher
@@ -79,8 +78,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
 
 
 async def _answer(request: web.Request, timing: RequestTiming) -> web.StreamResponse:
-    service = request.app[SERVICE]
-    route = service.urls.route(request.raw_path)
+    services = request.app[SERVICES]
+    main = services.main
+    route = main.urls.route(request.raw_path)
     match route:
         case Redirect(location):
             return plain_response(307, Location=location)
@@ -97,16 +97,20 @@ async def _answer(request: web.Request, timing: RequestTiming) -> web.StreamResp
         answer = await vnc.answer(
             request,
             route.path,
-            service.urls.public_prefix,
+            main.urls.public_prefix,
             request.app[OPEN_WEBSOCKETS],
             config.websocket_heartbeat,
         )
         if answer is not None:
             return answer
-        if config.desktop is not None:  # nothing but the desktop is served
-            if route.path == "/":
-                return plain_response(307, Location=f"{service.urls.public_prefix}/vnc/")
-            return plain_response(404, "This server shows a desktop at its root.")
+    picked = services.pick(route)
+    if isinstance(picked, Redirect):
+        return plain_response(307, Location=picked.location)
+    service, route = picked
+    if service is main and request.app[CONFIG].desktop is not None:  # the desktop at its root
+        if route.path == "/":
+            return plain_response(307, Location=f"{main.urls.public_prefix}/vnc/")
+        return plain_response(404, "This server shows a desktop at its root.")
     launcher = service.launcher
     if launcher is not None and launcher.state is not ChildState.READY:
         return _not_ready(request, service, launcher)
@@ -181,7 +185,7 @@ async def _forward(
     timing.before_upstream = sent - timing.start
     metrics = app[METRICS]
     rewritten = rewrite_response(
-        app[REWRITERS],
+        service.rewriters,
         client_response_headers(upstream.headers),
         status=upstream.status,
         method=request.method,

@@ -1,15 +1,20 @@
-"""A service: one upstream behind rproxy's front door, and everything rproxy keeps for it.
+"""The services behind rproxy's front door, and which one a request path belongs to.
 
-A ``Service`` bundles where the upstream listens, the ``UrlMapper`` of the public prefix it is
-mounted at, the keep-alive pool plain HTTP goes over, the aiohttp client for its WebSocket
-handshakes and readiness checks, the reachability probe and, when rproxy runs its command, the
-child's endpoint and launcher. The application keeps its service under ``keys.SERVICE``; app.py
-builds it in a cleanup context (the client needs a running loop) and adds the launcher once the
-child starts. Nothing here does I/O of its own.
+A ``Service`` bundles one upstream and everything rproxy keeps for it: where it listens, the
+``UrlMapper`` of the public prefix it is mounted at (what its responses' URLs are rewritten to,
+and what it gets as X-Forwarded-Prefix), the keep-alive pool plain HTTP goes over, the aiohttp
+client for its WebSocket handshakes and readiness checks, the reachability probe, its rewriters
+and, when rproxy runs its command, the child's endpoint and launcher.
+
+The main service is mounted at the prefix itself; each ``[[services]]`` entry at its own path
+under it. ``ServiceTable.pick`` chooses by the longest mount point the path starts with and strips
+it (unless the service keeps it); a path equal to a mount point without its slash is redirected
+to it. app.py builds the services in a cleanup context (the clients need a running loop).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -17,16 +22,46 @@ import aiohttp
 from rproxy.config import Upstream
 from rproxy.launch import Endpoint, Launcher
 from rproxy.probe import UpstreamProbe
+from rproxy.rewriters.base import Rewriter
 from rproxy.upstream import UpstreamPool
-from rproxy.urls import UrlMapper
+from rproxy.urls import Forward, Redirect, UrlMapper
 
 
 @dataclass(slots=True, eq=False)
 class Service:
+    name: str
+    mount: str  # its path under the prefix: "/" for the main upstream, "/ide/" for another
     upstream: Upstream
     urls: UrlMapper
     pool: UpstreamPool
     client: aiohttp.ClientSession
     probe: UpstreamProbe
+    rewriters: list[Rewriter]
+    strip_path: bool = True
+    description: str = ""
+    required: bool = True
     endpoint: Endpoint | None = None  # set when rproxy runs the command: its port or socket
     launcher: Launcher | None = None  # set once the command's launcher exists
+
+
+class ServiceTable:
+    """The main service and the others, each request sent to the one whose mount it is under."""
+
+    def __init__(self, main: Service, others: Sequence[Service] = ()) -> None:
+        self.main = main
+        self.all: tuple[Service, ...] = (main, *others)
+        self._others = sorted(others, key=lambda service: len(service.mount), reverse=True)
+
+    def pick(self, route: Forward) -> tuple[Service, Forward] | Redirect:
+        """The service for ``route`` (a path under the prefix) and the route it is given."""
+        path = route.path
+        for service in self._others:
+            mount = service.mount
+            if path.startswith(mount):
+                if service.strip_path:
+                    path = path[len(mount) - 1 :]
+                return service, Forward(path, route.query)
+            if path == mount[:-1]:
+                location = self.main.urls.prefix + mount[1:]
+                return Redirect(f"{location}?{route.query}" if route.query else location)
+        return self.main, route

@@ -23,6 +23,7 @@ from rproxy.config import (
     Config,
     DesktopOptions,
     HubOptions,
+    ServiceConfig,
     Timeouts,
     TrustedProxies,
     Upstream,
@@ -80,7 +81,24 @@ _FILE_KEYS: dict[str, tuple[type, ...]] = {
     "desktop_depth": (int,),
     "vnc_path": (str,),
     "novnc_dir": (str,),
+    "services": (list,),
 }
+# The keys of a [[services]] table: its own, and the command settings a child takes.
+_SERVICE_KEYS: dict[str, tuple[type, ...]] = {
+    "name": (str,),
+    "path": (str,),
+    "upstream": (str,),
+    "command": (list,),
+    "strip_path": (bool,),
+    "rewriters": (list,),
+    "description": (str,),
+    "required": (bool,),
+    "start": (str,),
+    **{key: _FILE_KEYS[key] for key in (
+        "destport", "unix_socket", "ready_check_path", "ready_timeout", "restart",
+        "restart_backoff_max", "logs", "repo", "repobranch", "repofolder", "conda_env",
+    )},
+}  # fmt: skip
 
 
 def read_config_file(path: str) -> dict[str, Any]:
@@ -92,16 +110,26 @@ def read_config_file(path: str) -> dict[str, Any]:
         raise ConfigError(f"--config {path!r}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"--config {path!r} is not valid TOML: {exc}") from None
+    _check(values, _FILE_KEYS, f"--config {path!r}")
+    for number, table in enumerate(values.get("services", ()), 1):
+        if not isinstance(table, dict):
+            raise ConfigError(f"--config {path!r}: services must be tables ([[services]])")
+        _check(table, _SERVICE_KEYS, f"--config {path!r}: service {number}")
+    return values
+
+
+def _check(values: Mapping[str, Any], keys: Mapping[str, tuple[type, ...]], where: str) -> None:
     for key, value in values.items():
-        expected = _FILE_KEYS.get(key)
+        expected = keys.get(key)
         if expected is None:
-            raise ConfigError(f"--config {path!r}: unknown setting {key!r}")
+            raise ConfigError(f"{where}: unknown setting {key!r}")
         if isinstance(value, bool) != (bool in expected) or not isinstance(value, expected):
             names = " or ".join(t.__name__ for t in expected)
-            raise ConfigError(f"--config {path!r}: {key} must be {names}, not {value!r}")
-        if isinstance(value, list) and not all(isinstance(item, str) for item in value):
-            raise ConfigError(f"--config {path!r}: {key} must be a list of strings")
-    return values
+            raise ConfigError(f"{where}: {key} must be {names}, not {value!r}")
+        if key == "services" or not isinstance(value, list):
+            continue
+        if not all(isinstance(item, str) for item in value):
+            raise ConfigError(f"{where}: {key} must be a list of strings")
 
 
 def load_config(
@@ -167,6 +195,30 @@ def load_config(
         vnc_path=get("vnc_path", "websockify"),
         novnc_dir=get("novnc_dir", "/usr/share/novnc"),
         log_level=_log_level(options) or _log_level(file or {}) or "INFO",
+        services=tuple(_service(table) for table in given.get("services") or ()),
+    )
+
+
+def _service(table: Mapping[str, Any]) -> ServiceConfig:
+    """One [[services]] table; its command settings have the same names as the options."""
+    for key in ("name", "path"):
+        if key not in table:
+            raise ConfigError(f"a service without a {key}: {dict(table)!r}")
+    start = table.get("start", "launch")
+    if start not in ("launch", "request"):
+        raise ConfigError(f"service {table['name']!r}: start = {start!r}: launch or request")
+    command = tuple(table.get("command") or ())
+    rewriters = table.get("rewriters")
+    return ServiceConfig(
+        name=table["name"],
+        path=table["path"],
+        upstream=Upstream.parse(table["upstream"]) if table.get("upstream") else None,
+        child=_child(command, table) if command else None,
+        strip_path=table.get("strip_path", True),
+        rewriters=None if rewriters is None else tuple(rewriters),
+        description=table.get("description", ""),
+        required=table.get("required", True),
+        start_on_request=start == "request",
     )
 
 

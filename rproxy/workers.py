@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 import logging
 import multiprocessing
+from collections.abc import Mapping
 from multiprocessing.process import BaseProcess
 
 from rproxy.config import Config, Upstream
@@ -21,11 +22,24 @@ logger = logging.getLogger(__name__)
 
 
 class WorkerPool:
-    """N worker processes serving ``config`` on ``port``, proxying to ``upstream``."""
+    """N worker processes serving ``config`` on ``port``, proxying to ``upstreams``.
 
-    def __init__(self, config: Config, upstream: Upstream, port: int) -> None:
+    ``upstreams`` maps each service's name ("default" for the main one) to where it listens:
+    the workers proxy to the children the first process runs and start none of their own.
+    """
+
+    def __init__(self, config: Config, upstreams: Mapping[str, Upstream], port: int) -> None:
+        services = tuple(
+            dataclasses.replace(s, upstream=upstreams[s.name], child=None, start_on_request=False)
+            for s in config.services
+        )
         self.config = dataclasses.replace(
-            config, upstream=upstream, child=None, port=port, workers=1
+            config,
+            upstream=upstreams["default"],
+            child=None,
+            services=services,
+            port=port,
+            workers=1,
         )
         self._processes: list[BaseProcess] = []
 

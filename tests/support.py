@@ -15,7 +15,7 @@ from yarl import URL
 
 from rproxy.app import make_runner
 from rproxy.cli import parse_config
-from rproxy.keys import SERVICE
+from rproxy.keys import SERVICES
 from rproxy.launch import Launcher
 from rproxy.supervisor import ChildState, Supervisor
 
@@ -63,7 +63,7 @@ async def running(
     runner = make_runner(config)
     try:
         url = await listen(runner)
-        launcher = runner.app[SERVICE].launcher
+        launcher = runner.app[SERVICES].main.launcher
         assert launcher is not None
         yield url, launcher
     finally:

@@ -153,6 +153,7 @@ async def test_services_describes_an_external_upstream(
                 "socket": None,
                 "state": "external",
                 "restarts": 0,
+                "required": True,
                 "description": f"the server at {upstream.origin()}",
             }
         ]

@@ -1,0 +1,322 @@
+"""Several services behind one front door: routing, path stripping, per-service rewriting,
+WebSockets, states in api/services and api/status, and one child crashing while others serve.
+
+The services are real: aiohttp apps on 127.0.0.1 for the upstreams that are already running, and
+tests/apps/child_app.py as child processes rproxy starts and supervises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import WSMsgType, web
+from support import CHILD, StartUpstream, listen, ready
+from yarl import URL
+
+from rproxy.app import make_runner
+from rproxy.errors import ConfigError
+from rproxy.keys import SERVICES
+from rproxy.sources import load_config, read_config_file
+from rproxy.supervisor import ChildState
+
+PREFIX = "/user/me/"
+
+
+def _echo(name: str) -> web.Application:
+    """An upstream that says who it is, which path it got and the prefix it was told."""
+
+    async def echo(request: web.Request) -> web.StreamResponse:
+        if request.path.endswith("/page.html"):
+            return web.Response(text='<html><body><a href="/next">n</a></body></html>',
+                                content_type="text/html")  # fmt: skip
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            ws = web.WebSocketResponse()
+            await ws.prepare(request)
+            async for msg in ws:
+                if msg.type is WSMsgType.TEXT:
+                    await ws.send_str(f"{name}: {msg.data}")
+            return ws
+        return web.json_response(
+            {"name": name, "path": request.raw_path,
+             "prefix": request.headers.get("X-Forwarded-Prefix")}
+        )  # fmt: skip
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", echo)
+    return app
+
+
+@pytest.fixture
+async def front(start_upstream: StartUpstream) -> AsyncIterator[URL]:
+    upstreams = {name: str(await start_upstream(_echo(name))) for name in "abcd"}
+    config = load_config(
+        {
+            "upstream": upstreams["a"],
+            "prefix": PREFIX,
+            "services": [
+                {"name": "docs", "path": "/docs/", "upstream": upstreams["b"]},
+                {"name": "deep", "path": "docs/deep", "upstream": upstreams["c"], "rewriters": []},
+                {
+                    "name": "keep",
+                    "path": "/keep/",
+                    "upstream": upstreams["d"],
+                    "strip_path": False,
+                    "description": "keeps its mount",
+                },
+            ],
+        },
+        {},
+    )
+    runner = make_runner(config)
+    try:
+        yield await listen(runner) / PREFIX.strip("/")
+    finally:
+        await runner.cleanup()
+
+
+async def _json(http: aiohttp.ClientSession, url: URL) -> Any:
+    async with http.get(url, allow_redirects=False) as resp:
+        assert resp.status == 200, await resp.text()
+        return await resp.json()
+
+
+@pytest.mark.parametrize(
+    ("path", "name", "seen", "prefix"),
+    [
+        pytest.param("x?q=1", "a", "/x?q=1", "/user/me", id="main"),
+        pytest.param("docs/a?q=1", "b", "/a?q=1", "/user/me/docs", id="mount-stripped"),
+        pytest.param("docs/", "b", "/", "/user/me/docs", id="mount-root"),
+        pytest.param("docs/deep/b", "c", "/b", "/user/me/docs/deep", id="longest-mount"),
+        pytest.param("docs/deeper", "b", "/deeper", "/user/me/docs", id="not-a-segment-match"),
+        pytest.param("keep/c", "d", "/keep/c", "/user/me", id="strip-path-false"),
+        pytest.param("keeper", "a", "/keeper", "/user/me", id="outside-every-mount"),
+    ],
+)
+async def test_a_path_goes_to_the_longest_mount_it_is_under(
+    front: URL, http: aiohttp.ClientSession, path: str, name: str, seen: str, prefix: str
+) -> None:
+    got = await _json(http, URL(f"{front}/{path}", encoded=True))
+    assert got == {"name": name, "path": seen, "prefix": prefix}
+
+
+async def test_a_mount_without_its_slash_redirects_to_it(
+    front: URL, http: aiohttp.ClientSession
+) -> None:
+    async with http.get(URL(f"{front}/docs?x=1", encoded=True), allow_redirects=False) as resp:
+        assert resp.status == 307
+        assert resp.headers["Location"] == "/user/me/docs/?x=1"
+
+
+async def test_each_service_rewrites_with_its_own_mount_and_rewriters(
+    front: URL, http: aiohttp.ClientSession
+) -> None:
+    async def page(path: str) -> str:
+        async with http.get(URL(f"{front}/{path}", encoded=True)) as resp:
+            return await resp.text()
+
+    assert 'href="/user/me/next"' in await page("page.html")
+    assert 'href="/user/me/docs/next"' in await page("docs/page.html")
+    assert 'href="/next"' in await page("docs/deep/page.html"), "rewriters = [] leaves it"
+    assert 'href="/user/me/next"' in await page("keep/page.html"), "its paths keep the mount"
+
+
+async def test_websockets_reach_each_service(front: URL, http: aiohttp.ClientSession) -> None:
+    for path, name in (("ws", "a"), ("docs/ws", "b"), ("keep/ws", "d")):
+        async with http.ws_connect(URL(f"{front}/{path}", encoded=True)) as ws:
+            await ws.send_str("hi")
+            assert await ws.receive_str() == f"{name}: hi"
+
+
+async def test_api_services_lists_every_service(front: URL, http: aiohttp.ClientSession) -> None:
+    listed = (await _json(http, front / "api/services"))["services"]
+    assert [(s["name"], s["path"], s["state"]) for s in listed] == [
+        ("default", "/user/me/", "external"),
+        ("docs", "/user/me/docs/", "external"),
+        ("deep", "/user/me/docs/deep/", "external"),
+        ("keep", "/user/me/keep/", "external"),
+    ]
+    assert listed[3]["description"] == "keeps its mount"
+    assert all(s["port"] and s["url"] for s in listed)
+    status = await _json(http, front / "api/status")
+    assert status["services"] == {"docs": "reachable", "deep": "reachable", "keep": "reachable"}
+
+
+async def test_a_crashing_child_restarts_while_the_others_serve(
+    http: aiohttp.ClientSession,
+) -> None:
+    child = [*CHILD, "--port", "{port}"]
+    config = load_config(
+        {
+            "command": child,
+            "ready_check_path": "/argv",
+            "prefix": PREFIX,
+            "services": [
+                {"name": "one", "path": "/one/", "command": child, "ready_check_path": "/argv"},
+                {
+                    "name": "two",
+                    "path": "/two/",
+                    "command": child,
+                    "ready_check_path": "/argv",
+                    "required": False,
+                },
+            ],
+        },
+        {},
+    )
+    runner = make_runner(config)
+    try:
+        front = await listen(runner) / PREFIX.strip("/")
+        main, one, two = runner.app[SERVICES].all
+        supervisors = [await ready(s.launcher) for s in (main, one, two) if s.launcher]
+        pids = [s.pid for s in supervisors]
+        assert len(set(pids)) == 3, "each service has its own child"
+        status = await _json(http, front / "api/status")
+        assert status["services"] == {"one": "ready", "two": "ready"}
+
+        async with http.get(front / "one/crash") as resp:  # answers, then the child exits
+            assert resp.status == 200
+        crashed = supervisors[1]
+        await crashed.wait_for(ChildState.RESTARTING, ChildState.STARTING)
+        for _ in range(5):  # the other children serve meanwhile
+            assert await _json(http, front / "two/pid") == pids[2]
+            assert await _json(http, front / "pid") == pids[0]
+        await crashed.wait_for(ChildState.READY)
+        assert await _json(http, front / "one/pid") != pids[1]
+        listed = {s["name"]: s for s in (await _json(http, front / "api/services"))["services"]}
+        assert (listed["one"]["restarts"], listed["two"]["restarts"]) == (1, 0)
+        assert listed["one"]["state"] == listed["two"]["state"] == "ready"
+    finally:
+        await runner.cleanup()
+
+
+async def test_status_is_503_while_a_required_service_is_down(
+    start_upstream: StartUpstream, http: aiohttp.ClientSession
+) -> None:
+    main = await start_upstream(_echo("a"))
+    gone = "http://127.0.0.1:9"  # nothing listens there
+    for required, expected in ((True, 503), (False, 200)):
+        config = load_config(
+            {"upstream": str(main), "services": [
+                {"name": "gone", "path": "/gone/", "upstream": gone, "required": required}]},
+            {},
+        )  # fmt: skip
+        runner = make_runner(config)
+        try:
+            front = await listen(runner)
+            async with http.get(front / "api/status") as resp:
+                assert resp.status == expected
+                assert (await resp.json())["services"] == {"gone": "unreachable"}
+            async with http.get(front / "gone/x") as resp:
+                assert resp.status == 502, "its own failure"
+            assert (await _json(http, front / "x"))["name"] == "a", "the main one still serves"
+        finally:
+            await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("services", "problem"),
+    [
+        pytest.param([{"name": "x", "path": "/"}], "must not be /", id="root-path"),
+        pytest.param([{"name": "x", "path": "/x/"}], "either upstream or command", id="neither"),
+        pytest.param(
+            [{"name": "x", "path": "/x/", "upstream": "http://h:1", "command": ["a"]}],
+            "either upstream or command",
+            id="both",
+        ),
+        pytest.param(
+            [{"name": "Bad Name", "path": "/x/", "upstream": "http://h:1"}],
+            "lower-case",
+            id="bad-name",
+        ),
+        pytest.param(
+            [{"name": "default", "path": "/x/", "upstream": "http://h:1"}],
+            "main upstream",
+            id="reserved-name",
+        ),
+        pytest.param(
+            [{"name": "x", "path": "/a b/", "upstream": "http://h:1"}], "not allowed", id="bad-path"
+        ),
+        pytest.param(
+            [
+                {"name": "x", "path": "/x/", "upstream": "http://h:1"},
+                {"name": "y", "path": "x", "upstream": "http://h:2"},
+            ],
+            "same path",
+            id="same-path",
+        ),
+        pytest.param(
+            [
+                {"name": "x", "path": "/x/", "upstream": "http://h:1"},
+                {"name": "x", "path": "/y/", "upstream": "http://h:2"},
+            ],
+            "same name",
+            id="same-name",
+        ),
+        pytest.param([{"path": "/x/", "upstream": "http://h:1"}], "without a name", id="no-name"),
+        pytest.param(
+            [{"name": "x", "path": "/x/", "upstream": "http://h:1", "start": "request"}],
+            "needs a command",
+            id="lazy-upstream",
+        ),
+    ],
+)
+def test_a_bad_service_table_is_refused(services: list[dict[str, Any]], problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        load_config({"upstream": "http://127.0.0.1:1", "services": services}, {})
+
+
+def test_the_config_file_checks_each_service_table(tmp_path: Any) -> None:
+    path = tmp_path / "rproxy.toml"
+    path.write_text(
+        'upstream = "http://127.0.0.1:1"\n[[services]]\nname = "x"\npath = "/x/"\nport = 1\n'
+    )
+    with pytest.raises(ConfigError, match="service 1: unknown setting 'port'"):
+        read_config_file(str(path))
+    path.write_text('[[services]]\nname = "x"\npath = "/x/"\ncommand = "not a list"\n')
+    with pytest.raises(ConfigError, match="command must be list"):
+        read_config_file(str(path))
+    path.write_text(
+        'upstream = "http://127.0.0.1:1"\n[[services]]\nname = "x"\npath = "/x/"\n'
+        'command = ["app", "--port", "{port}"]\nstart = "request"\nstrip_path = false\n'
+    )
+    (service,) = load_config({}, {}, read_config_file(str(path))).services
+    assert (service.start_on_request, service.strip_path, service.child is not None) == (
+        True, False, True,
+    )  # fmt: skip
+    assert service.name == "x"
+
+
+async def test_the_documented_example_runs(
+    http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = Path(__file__).parent.parent
+    monkeypatch.chdir(root)  # the example's commands are relative to the repository
+    example = read_config_file("examples/services.toml")
+    assert "examples/services.toml" in (root / "docs" / "configuration.md").read_text()
+    config = load_config({"ip": "127.0.0.1", "port": 0}, {}, example)
+    runner = make_runner(config)
+    try:
+        front = await listen(runner) / "user/me"
+        main, files, staging = runner.app[SERVICES].all
+        assert staging.launcher is not None
+        for service in (main, files):
+            assert service.launcher is not None
+            await ready(service.launcher)
+        async with http.get(front / "") as resp:
+            assert resp.status == 200
+            assert "/user/me/static/" in await resp.text(), "the demo page, rewritten"
+        async with http.get(front / "files/app.py") as resp:
+            assert resp.status == 200
+            assert "Demo web app" in await resp.text()
+        assert (await _json(http, front / "api/status"))["status"] == "ok"
+        async with http.get(front / "staging/") as resp:
+            assert resp.status == 503, "starting on this first request"
+        await ready(staging.launcher)
+        async with http.get(front / "staging/about") as resp:
+            assert resp.status == 200
+    finally:
+        await runner.cleanup()
