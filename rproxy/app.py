@@ -308,9 +308,10 @@ async def serve(
                 service.upstream.describe(),
             )
         if config.workers > 1:
-            upstreams = {s.name: s.upstream for s in runner.app[SERVICES].all}
+            services = runner.app[SERVICES]
+            upstreams = {s.name: s.upstream for s in services.all}
             pool = WorkerPool(config, upstreams, runner.addresses[0][1])
-            spawning = asyncio.ensure_future(_start_workers(pool, config.workers - 1, launcher))
+            spawning = asyncio.ensure_future(_start_workers(pool, config.workers - 1, services))
         waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
         if launcher is not None:
             waiters.append(launcher.finished)
@@ -344,8 +345,12 @@ def server_tls(config: Config) -> ssl.SSLContext | None:
     return context
 
 
-async def _start_workers(pool: WorkerPool, count: int, launcher: Launcher | None) -> None:
-    if launcher is not None:
+async def _start_workers(pool: WorkerPool, count: int, services: ServiceTable) -> None:
+    """Start the workers once every command started at launch is ready."""
+    for service in services.all:
+        launcher = service.launcher
+        if launcher is None or launcher.lazy:
+            continue
         supervisor = await launcher.launched()
         if supervisor is None:
             return

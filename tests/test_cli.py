@@ -202,6 +202,29 @@ async def test_workers_share_the_port_once_the_command_is_ready() -> None:
     assert not alive(worker)
 
 
+async def test_workers_proxy_to_the_services_of_the_first_process(tmp_path: Path) -> None:
+    config = tmp_path / "rproxy.toml"
+    child = ", ".join(f'"{part}"' for part in [*CHILD, "--port", "{port}"])
+    config.write_text(f'[[services]]\nname = "svc"\npath = "/svc/"\ncommand = [{child}]\n')
+    args = ("--workers", "2", "--config", str(config), "--", *CHILD, "--port", "{port}")
+    async with _rproxy(*args) as (url, _, process):
+        assert process.stderr is not None
+        lines = await _lines_until(process.stderr, b"more worker(s)")
+        assert sum(b"is ready" in line for line in lines) == 2, "workers wait for both children"
+        await _lines_until(process.stderr, b"rproxy listening on")  # the worker's own line
+        assert url.port is not None
+        assert _listeners(url.port) == 2
+        pids = set()
+        async with aiohttp.ClientSession() as http:
+            for _ in range(20):  # spread over both processes by the kernel
+                async with http.get(url / "svc/pid", headers={"Connection": "close"}) as resp:
+                    assert resp.status == 200
+                    pids.add(await resp.json())
+        assert len(pids) == 1, "one child for the service, run by the first process only"
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), timeout=20) == 0
+
+
 async def test_a_killed_rproxy_takes_its_command_down() -> None:
     async with _rproxy("--", *CHILD, "--port", "{port}") as (_, _, process):
         assert process.stderr is not None
