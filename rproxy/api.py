@@ -29,7 +29,7 @@ from rproxy.keys import (
     PROMETHEUS,
     SERVICES,
 )
-from rproxy.services import Service
+from rproxy.services import Service, VncService
 from rproxy.supervisor import ChildState
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -124,6 +124,9 @@ async def services(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     entries = []
     for service in request.app[SERVICES].all:
+        if isinstance(service, VncService):
+            entries.append(_vnc_entry(config.prefix, service))
+            continue
         launcher = service.launcher
         supervisor = launcher.supervisor if launcher is not None else None
         command = (
@@ -147,9 +150,24 @@ async def services(request: web.Request) -> web.Response:
     return _json({"services": entries})
 
 
-async def _state(service: Service) -> str:
+def _vnc_entry(prefix: str, service: VncService) -> dict[str, Any]:
+    target = service.routes.target
+    return {
+        "name": service.name,
+        "path": prefix + service.mount[1:],
+        "url": None,
+        "port": target.port or None,
+        "socket": target.socket_path,
+        "state": "external",
+        "restarts": 0,
+        "required": service.required,
+        "description": service.description,
+    }
+
+
+async def _state(service: Service | VncService) -> str:
     """A service's child state, or for one rproxy does not run, whether it is reachable."""
-    if service.launcher is not None:
+    if isinstance(service, Service) and service.launcher is not None:
         return str(service.launcher.state)
     probe = await service.probe.check()
     return "reachable" if probe.reachable else "unreachable"

@@ -21,6 +21,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import WSCloseCode, web
+from yarl import URL
 
 from rproxy.api import api_routes
 from rproxy.auth import Authenticator, auth_middleware
@@ -46,7 +47,7 @@ from rproxy.probe import UpstreamProbe
 from rproxy.proxy import handle
 from rproxy.rewriters import registry
 from rproxy.rewriters.base import Rewriter
-from rproxy.services import Service, ServiceTable
+from rproxy.services import Service, ServiceTable, VncService
 from rproxy.supervisor import ChildState
 from rproxy.upstream import UpstreamPool
 from rproxy.urls import UrlMapper
@@ -113,14 +114,32 @@ async def _upstream(
         raise ValueError("a Config has either an upstream or a command")
     async with AsyncExitStack() as owned:
         main = await _open_service(app, owned, upstream, endpoint, client=client)
-        others = []
+        others: list[Service | VncService] = []
         for spec in config.services:
+            if spec.vnc is not None:
+                others.append(_vnc_service(spec, owned, Path(config.novnc_dir)))
+                continue
             where = allocate_endpoint(spec.child) if spec.child is not None else None
             found = where.upstream if where is not None else spec.upstream
             assert found is not None  # a ServiceConfig has an upstream or a command
             others.append(await _open_service(app, owned, found, where, spec=spec))
         app[SERVICES] = ServiceTable(main, others)
         yield
+
+
+def _vnc_service(spec: ServiceConfig, owned: AsyncExitStack, novnc_dir: Path) -> VncService:
+    assert spec.vnc is not None
+    target = VncTarget(spec.vnc)
+    socket_path = target.socket_path
+    address = Upstream(URL("http://localhost"), socket_path) if socket_path else (
+        Upstream(URL.build(scheme="http", host=target.host, port=target.port))
+    )  # fmt: skip
+    probe = UpstreamProbe(address)  # a TCP or socket connect says whether it is up
+    owned.callback(probe.close)
+    routes = VncRoutes(target, "websockify", novnc_dir)
+    return VncService(spec.name, spec.path, routes, probe,
+                      description=spec.description or f"the VNC server at {spec.vnc}",
+                      required=spec.required)  # fmt: skip
 
 
 async def _open_service(
@@ -201,7 +220,7 @@ def _gauges(app: web.Application) -> Gauges:
 
     def upstream_connections() -> int:
         services = app.get(SERVICES)
-        return sum(s.pool.open_connections for s in services.all) if services is not None else 0
+        return sum(s.pool.open_connections for s in services.http) if services is not None else 0
 
     return Gauges(
         connections,
@@ -218,7 +237,7 @@ async def _children(app: web.Application) -> AsyncIterator[None]:
     specs = {spec.name: spec for spec in config.services}
     launchers = []
     try:
-        for service in app[SERVICES].all:
+        for service in app[SERVICES].http:
             spec = specs.get(service.name)
             child = spec.child if spec is not None else config.child
             if child is None or service.endpoint is None:
@@ -309,7 +328,7 @@ async def serve(
             )
         if config.workers > 1:
             services = runner.app[SERVICES]
-            upstreams = {s.name: s.upstream for s in services.all}
+            upstreams = {s.name: s.upstream for s in services.http}
             pool = WorkerPool(config, upstreams, runner.addresses[0][1])
             spawning = asyncio.ensure_future(_start_workers(pool, config.workers - 1, services))
         waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
@@ -347,7 +366,7 @@ def server_tls(config: Config) -> ssl.SSLContext | None:
 
 async def _start_workers(pool: WorkerPool, count: int, services: ServiceTable) -> None:
     """Start the workers once every command started at launch is ready."""
-    for service in services.all:
+    for service in services.http:
         launcher = service.launcher
         if launcher is None or launcher.lazy:
             continue

@@ -218,13 +218,15 @@ class ServiceConfig:
     """One more service behind the same front door: ``[[services]]`` in the config file.
 
     It is mounted at ``path`` under the prefix (never at its root, which is the main upstream's)
-    and is either an ``upstream`` already running or a ``child`` command rproxy runs.
+    and is one of: an ``upstream`` already running, a ``child`` command rproxy runs, or a ``vnc``
+    server (``host:port`` or a socket path) that its WebSocket bridge and noVNC reach.
     """
 
     name: str
     path: str
     upstream: Upstream | None = None
     child: ChildConfig | None = None
+    vnc: str | None = None
     strip_path: bool = True  # False: the service sees its own mount point in every path
     rewriters: tuple[str, ...] | None = None  # None: the main rewriters
     description: str = ""
@@ -244,8 +246,11 @@ class ServiceConfig:
         if path == "/":
             raise ConfigError(f"service {self.name!r}: its path must not be /, the main upstream's")
         object.__setattr__(self, "path", path)
-        if (self.upstream is None) == (self.child is None):
-            raise ConfigError(f"service {self.name!r}: give either upstream or command, not both")
+        kinds = [self.upstream, self.child, self.vnc]
+        if sum(kind is not None for kind in kinds) != 1:
+            raise ConfigError(f"service {self.name!r}: give one of upstream, command or vnc")
+        if self.vnc is not None:
+            _vnc_upstream(self.vnc)
         if self.start_on_request and self.child is None:
             raise ConfigError(f'service {self.name!r}: start = "request" needs a command')
 

@@ -49,7 +49,7 @@ from rproxy.keys import (
 from rproxy.launch import Launcher
 from rproxy.metrics import RequestTiming
 from rproxy.rewriters.chain import rewrite_response
-from rproxy.services import Service
+from rproxy.services import Service, VncService
 from rproxy.streams import (
     RelayedResponse,
     RewriteFailed,
@@ -107,6 +107,8 @@ async def _answer(request: web.Request, timing: RequestTiming) -> web.StreamResp
     if isinstance(picked, Redirect):
         return plain_response(307, Location=picked.location)
     service, route = picked
+    if isinstance(service, VncService):
+        return await _vnc_service(request, services.public_path(service), service, route)
     if service is main and request.app[CONFIG].desktop is not None:  # the desktop at its root
         if route.path == "/":
             return plain_response(307, Location=f"{main.urls.public_prefix}/vnc/")
@@ -131,6 +133,24 @@ async def _answer(request: web.Request, timing: RequestTiming) -> web.StreamResp
             metrics=request.app[METRICS],
         )
     return await _forward(request, service, route, timing)
+
+
+async def _vnc_service(
+    request: web.Request, public_path: str, service: VncService, route: Forward
+) -> web.StreamResponse:
+    """A VNC service's paths: its bridge, noVNC under vnc/, and its root sends the browser there."""
+    answer = await service.routes.answer(
+        request,
+        route.path,
+        public_path.rstrip("/"),
+        request.app[OPEN_WEBSOCKETS],
+        request.app[CONFIG].websocket_heartbeat,
+    )
+    if answer is not None:
+        return answer
+    if route.path == "/":
+        return plain_response(307, Location=f"{public_path}vnc/")
+    return plain_response(404, "This path shows a VNC desktop under vnc/.")
 
 
 def _upstream_headers(request: web.Request, service: Service) -> CIMultiDict[str]:

@@ -7,9 +7,10 @@ client for its WebSocket handshakes and readiness checks, the reachability probe
 and, when rproxy runs its command, the child's endpoint and launcher.
 
 The main service is mounted at the prefix itself; each ``[[services]]`` entry at its own path
-under it. ``ServiceTable.pick`` chooses by the longest mount point the path starts with and strips
-it (unless the service keeps it); a path equal to a mount point without its slash is redirected
-to it. app.py builds the services in a cleanup context (the clients need a running loop).
+under it, a ``VncService`` when it is a VNC server (its bridge and noVNC client live there).
+``ServiceTable.pick`` chooses by the longest mount point the path starts with and strips it
+(unless the service keeps it); a path equal to a mount point without its slash is redirected to
+it. app.py builds the services in a cleanup context (the clients need a running loop).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import aiohttp
 
 from rproxy.config import Upstream
 from rproxy.launch import Endpoint, Launcher
+from rproxy.plugins.vnc import VncRoutes
 from rproxy.probe import UpstreamProbe
 from rproxy.rewriters.base import Rewriter
 from rproxy.upstream import UpstreamPool
@@ -44,15 +46,33 @@ class Service:
     launcher: Launcher | None = None  # set once the command's launcher exists
 
 
+@dataclass(slots=True, eq=False)
+class VncService:
+    """A VNC server under its own path: its WebSocket bridge and the noVNC client there."""
+
+    name: str
+    mount: str
+    routes: VncRoutes
+    probe: UpstreamProbe
+    description: str = ""
+    required: bool = True
+    strip_path: bool = True  # its paths are always its own: /websockify, /vnc/
+
+
 class ServiceTable:
     """The main service and the others, each request sent to the one whose mount it is under."""
 
-    def __init__(self, main: Service, others: Sequence[Service] = ()) -> None:
+    def __init__(self, main: Service, others: Sequence[Service | VncService] = ()) -> None:
         self.main = main
-        self.all: tuple[Service, ...] = (main, *others)
+        self.all: tuple[Service | VncService, ...] = (main, *others)
+        self.http: tuple[Service, ...] = tuple(s for s in self.all if isinstance(s, Service))
         self._others = sorted(others, key=lambda service: len(service.mount), reverse=True)
 
-    def pick(self, route: Forward) -> tuple[Service, Forward] | Redirect:
+    def public_path(self, service: Service | VncService) -> str:
+        """Where ``service`` is mounted, as the browser sees it (with a trailing slash)."""
+        return self.main.urls.prefix + service.mount[1:]
+
+    def pick(self, route: Forward) -> tuple[Service | VncService, Forward] | Redirect:
         """The service for ``route`` (a path under the prefix) and the route it is given."""
         path = route.path
         for service in self._others:
@@ -62,6 +82,6 @@ class ServiceTable:
                     path = path[len(mount) - 1 :]
                 return service, Forward(path, route.query)
             if path == mount[:-1]:
-                location = self.main.urls.prefix + mount[1:]
+                location = self.public_path(service)
                 return Redirect(f"{location}?{route.query}" if route.query else location)
         return self.main, route

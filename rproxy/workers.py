@@ -31,6 +31,8 @@ class WorkerPool:
     def __init__(self, config: Config, upstreams: Mapping[str, Upstream], port: int) -> None:
         services = tuple(
             dataclasses.replace(s, upstream=upstreams[s.name], child=None, start_on_request=False)
+            if s.child is not None
+            else s
             for s in config.services
         )
         self.config = dataclasses.replace(

@@ -7,6 +7,7 @@ tests/apps/child_app.py as child processes rproxy starts and supervises.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -221,10 +222,12 @@ async def test_status_is_503_while_a_required_service_is_down(
     ("services", "problem"),
     [
         pytest.param([{"name": "x", "path": "/"}], "must not be /", id="root-path"),
-        pytest.param([{"name": "x", "path": "/x/"}], "either upstream or command", id="neither"),
+        pytest.param(
+            [{"name": "x", "path": "/x/"}], "one of upstream, command or vnc", id="neither"
+        ),
         pytest.param(
             [{"name": "x", "path": "/x/", "upstream": "http://h:1", "command": ["a"]}],
-            "either upstream or command",
+            "one of upstream, command or vnc",
             id="both",
         ),
         pytest.param(
@@ -320,3 +323,49 @@ async def test_the_documented_example_runs(
             assert resp.status == 200
     finally:
         await runner.cleanup()
+
+
+async def test_a_vnc_service_gets_its_bridge_and_novnc_under_its_path(
+    start_upstream: StartUpstream, http: aiohttp.ClientSession
+) -> None:
+    banner = b"RFB 003.008\n"
+
+    async def fake_vnc(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(banner)  # then echoes what the viewer sends
+        while data := await reader.read(65536):
+            writer.write(data)
+        writer.close()
+
+    server = await asyncio.start_server(fake_vnc, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    config = load_config(
+        {"upstream": str(await start_upstream(_echo("a"))), "prefix": PREFIX,
+         "services": [{"name": "desktop", "path": "/desktop/", "vnc": f"127.0.0.1:{port}"}]},
+        {},
+    )  # fmt: skip
+    runner = make_runner(config)
+    try:
+        front = await listen(runner) / "user/me"
+        async with http.ws_connect(front / "desktop/websockify", protocols=("binary",)) as ws:
+            assert await ws.receive_bytes() == banner
+            await ws.send_bytes(b"\x01\x02\x03")
+            assert await ws.receive_bytes() == b"\x01\x02\x03"
+        async with http.get(front / "desktop/", allow_redirects=False) as resp:
+            assert (resp.status, resp.headers["Location"]) == (307, "/user/me/desktop/vnc/")
+        async with http.get(front / "desktop/vnc/", allow_redirects=False) as resp:
+            if resp.status == 307:  # noVNC is installed (CI installs Debian's novnc)
+                location = URL(resp.headers["Location"])
+                assert location.query["path"] == "user/me/desktop/websockify"
+            else:
+                assert resp.status == 503
+        async with http.get(front / "desktop/other") as resp:
+            assert resp.status == 404
+        assert (await _json(http, front / "x"))["name"] == "a", "the main upstream as before"
+        listed = (await _json(http, front / "api/services"))["services"]
+        desktop = listed[1]
+        assert (desktop["name"], desktop["port"], desktop["state"]) == ("desktop", port, "external")
+        status = await _json(http, front / "api/status")
+        assert status["services"] == {"desktop": "reachable"}
+    finally:
+        await runner.cleanup()
+        server.close()
