@@ -152,14 +152,15 @@ async def services(request: web.Request) -> web.Response:
 
 def _vnc_entry(prefix: str, service: VncService) -> dict[str, Any]:
     target = service.routes.target
+    server = service.desktop.server if service.desktop is not None else None
     return {
         "name": service.name,
         "path": prefix + service.mount[1:],
         "url": None,
         "port": target.port or None,
         "socket": target.socket_path,
-        "state": "external",
-        "restarts": 0,
+        "state": str(server.state) if server is not None else "external",
+        "restarts": server.restarts if server is not None else 0,
         "required": service.required,
         "description": service.description,
     }
@@ -169,6 +170,8 @@ async def _state(service: Service | VncService) -> str:
     """A service's child state, or for one rproxy does not run, whether it is reachable."""
     if isinstance(service, Service) and service.launcher is not None:
         return str(service.launcher.state)
+    if isinstance(service, VncService) and service.desktop and service.desktop.server:
+        return str(service.desktop.server.state)
     probe = await service.probe.check()
     return "reachable" if probe.reachable else "unreachable"
 

@@ -13,7 +13,7 @@ import logging
 import shutil
 import signal
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack
 from functools import partial
 from pathlib import Path
@@ -116,8 +116,8 @@ async def _upstream(
         main = await _open_service(app, owned, upstream, endpoint, client=client)
         others: list[Service | VncService] = []
         for spec in config.services:
-            if spec.vnc is not None:
-                others.append(_vnc_service(spec, owned, Path(config.novnc_dir)))
+            if spec.vnc is not None or spec.desktop is not None:
+                others.append(_vnc_service(spec, owned, others, config))
                 continue
             where = allocate_endpoint(spec.child) if spec.child is not None else None
             found = where.upstream if where is not None else spec.upstream
@@ -127,19 +127,41 @@ async def _upstream(
         yield
 
 
-def _vnc_service(spec: ServiceConfig, owned: AsyncExitStack, novnc_dir: Path) -> VncService:
-    assert spec.vnc is not None
-    target = VncTarget(spec.vnc)
-    socket_path = target.socket_path
-    address = Upstream(URL("http://localhost"), socket_path) if socket_path else (
+def _vnc_service(
+    spec: ServiceConfig,
+    owned: AsyncExitStack,
+    others: list[Service | VncService],
+    config: Config,
+) -> VncService:
+    """A VNC server's service; for a desktop, rproxy starts it on a private socket now."""
+    desktop = None
+    if spec.desktop is not None:
+        endpoint = desktop_endpoint()
+        assert endpoint.socket_dir is not None
+        owned.callback(shutil.rmtree, endpoint.socket_dir, ignore_errors=True)
+        text = endpoint.upstream.unix_socket or ""
+        desktop = Desktop(spec.desktop, text, config.grace_period,
+                          avoid=_displays(others))  # fmt: skip
+        desktop.start()
+        owned.push_async_callback(desktop.close)
+    else:
+        assert spec.vnc is not None
+        text = spec.vnc
+    target = VncTarget(text)
+    address = Upstream(URL("http://localhost"), target.socket_path) if target.socket_path else (
         Upstream(URL.build(scheme="http", host=target.host, port=target.port))
     )  # fmt: skip
     probe = UpstreamProbe(address)  # a TCP or socket connect says whether it is up
     owned.callback(probe.close)
-    routes = VncRoutes(target, "websockify", novnc_dir)
-    return VncService(spec.name, spec.path, routes, probe,
-                      description=spec.description or f"the VNC server at {spec.vnc}",
-                      required=spec.required)  # fmt: skip
+    routes = VncRoutes(target, "websockify", Path(config.novnc_dir))
+    what = "a desktop rproxy runs" if desktop else f"the VNC server at {spec.vnc}"
+    return VncService(spec.name, spec.path, routes, probe, desktop,
+                      description=spec.description or what, required=spec.required)  # fmt: skip
+
+
+def _displays(services: Sequence[Service | VncService]) -> frozenset[int]:
+    """The X displays the desktops among ``services`` have taken."""
+    return frozenset(s.desktop.display for s in services if isinstance(s, VncService) and s.desktop)
 
 
 async def _open_service(
@@ -183,8 +205,10 @@ async def _open_service(
 async def _desktop(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     assert config.desktop is not None
-    socket_path = app[SERVICES].main.upstream.unix_socket or ""
-    desktop = Desktop(config.desktop, socket_path, config.grace_period)
+    services = app[SERVICES]
+    socket_path = services.main.upstream.unix_socket or ""
+    desktop = Desktop(config.desktop, socket_path, config.grace_period,
+                      avoid=_displays(services.all))  # fmt: skip
     desktop.start()
     try:
         yield

@@ -219,7 +219,8 @@ class ServiceConfig:
 
     It is mounted at ``path`` under the prefix (never at its root, which is the main upstream's)
     and is one of: an ``upstream`` already running, a ``child`` command rproxy runs, or a ``vnc``
-    server (``host:port`` or a socket path) that its WebSocket bridge and noVNC reach.
+    server (``host:port`` or a socket path) that its WebSocket bridge and noVNC reach, or a
+    ``desktop`` rproxy starts (Xvnc on a private socket, with the command as its X app).
     """
 
     name: str
@@ -227,6 +228,7 @@ class ServiceConfig:
     upstream: Upstream | None = None
     child: ChildConfig | None = None
     vnc: str | None = None
+    desktop: DesktopOptions | None = None  # rproxy starts Xvnc, and the command as its X app
     strip_path: bool = True  # False: the service sees its own mount point in every path
     rewriters: tuple[str, ...] | None = None  # None: the main rewriters
     description: str = ""
@@ -246,9 +248,11 @@ class ServiceConfig:
         if path == "/":
             raise ConfigError(f"service {self.name!r}: its path must not be /, the main upstream's")
         object.__setattr__(self, "path", path)
-        kinds = [self.upstream, self.child, self.vnc]
+        kinds = [self.upstream, self.child, self.vnc, self.desktop]
         if sum(kind is not None for kind in kinds) != 1:
-            raise ConfigError(f"service {self.name!r}: give one of upstream, command or vnc")
+            raise ConfigError(
+                f"service {self.name!r}: give one of upstream, command, vnc or desktop"
+            )
         if self.vnc is not None:
             _vnc_upstream(self.vnc)
         if self.start_on_request and self.child is None:

@@ -22,6 +22,7 @@ import aiohttp
 
 from rproxy.config import Upstream
 from rproxy.launch import Endpoint, Launcher
+from rproxy.plugins.desktop import Desktop
 from rproxy.plugins.vnc import VncRoutes
 from rproxy.probe import UpstreamProbe
 from rproxy.rewriters.base import Rewriter
@@ -54,6 +55,7 @@ class VncService:
     mount: str
     routes: VncRoutes
     probe: UpstreamProbe
+    desktop: Desktop | None = None  # when rproxy runs the VNC server and its app
     description: str = ""
     required: bool = True
     strip_path: bool = True  # its paths are always its own: /websockify, /vnc/

@@ -90,6 +90,9 @@ _SERVICE_KEYS: dict[str, tuple[type, ...]] = {
     "upstream": (str,),
     "command": (list,),
     "vnc": (str,),
+    "desktop": (bool,),
+    "desktop_geometry": (str,),
+    "desktop_depth": (int,),
     "strip_path": (bool,),
     "rewriters": (list,),
     "description": (str,),
@@ -210,12 +213,22 @@ def _service(table: Mapping[str, Any]) -> ServiceConfig:
         raise ConfigError(f"service {table['name']!r}: start = {start!r}: launch or request")
     command = tuple(table.get("command") or ())
     rewriters = table.get("rewriters")
+    desktop = None
+    if table.get("desktop"):
+        desktop = DesktopOptions(
+            geometry=table.get("desktop_geometry", "1280x800"),
+            depth=table.get("desktop_depth", 24),
+            app=command,
+            ready_timeout=table.get("ready_timeout", 30.0),
+        )
+        command = ()
     return ServiceConfig(
         name=table["name"],
         path=table["path"],
         upstream=Upstream.parse(table["upstream"]) if table.get("upstream") else None,
         child=_child(command, table) if command else None,
         vnc=table.get("vnc"),
+        desktop=desktop,
         strip_path=table.get("strip_path", True),
         rewriters=None if rewriters is None else tuple(rewriters),
         description=table.get("description", ""),

@@ -8,6 +8,7 @@ tests/apps/child_app.py as child processes rproxy starts and supervises.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from yarl import URL
 from rproxy.app import make_runner
 from rproxy.errors import ConfigError
 from rproxy.keys import SERVICES
+from rproxy.services import VncService
 from rproxy.sources import load_config, read_config_file
 from rproxy.supervisor import ChildState
 
@@ -223,11 +225,11 @@ async def test_status_is_503_while_a_required_service_is_down(
     [
         pytest.param([{"name": "x", "path": "/"}], "must not be /", id="root-path"),
         pytest.param(
-            [{"name": "x", "path": "/x/"}], "one of upstream, command or vnc", id="neither"
+            [{"name": "x", "path": "/x/"}], "one of upstream, command, vnc or desktop", id="neither"
         ),
         pytest.param(
             [{"name": "x", "path": "/x/", "upstream": "http://h:1", "command": ["a"]}],
-            "one of upstream, command or vnc",
+            "one of upstream, command, vnc or desktop",
             id="both",
         ),
         pytest.param(
@@ -369,3 +371,31 @@ async def test_a_vnc_service_gets_its_bridge_and_novnc_under_its_path(
     finally:
         await runner.cleanup()
         server.close()
+
+
+async def test_a_desktop_service_runs_its_own_vnc_server_and_app(
+    start_upstream: StartUpstream, http: aiohttp.ClientSession
+) -> None:
+    app = [sys.executable, "-c", "import time; time.sleep(600)"]  # stands in for an X app
+    config = load_config(
+        {"upstream": str(await start_upstream(_echo("a"))), "prefix": PREFIX,
+         "services": [{"name": "desktop", "path": "/desktop/", "desktop": True, "command": app,
+                       "desktop_geometry": "640x480"}]},
+        {},
+    )  # fmt: skip
+    runner = make_runner(config)
+    try:
+        front = await listen(runner) / "user/me"
+        desktop = runner.app[SERVICES].all[1]
+        assert isinstance(desktop, VncService)
+        assert desktop.desktop is not None
+        assert await asyncio.wait_for(desktop.desktop.wait_ready(), 60) is ChildState.READY
+        async with http.ws_connect(front / "desktop/websockify", protocols=("binary",)) as ws:
+            assert (await ws.receive_bytes()).startswith(b"RFB 003.00"), "Xvnc's banner"
+        listed = (await _json(http, front / "api/services"))["services"]
+        assert (listed[1]["name"], listed[1]["state"]) == ("desktop", "ready")
+        assert listed[1]["socket"]
+        assert listed[1]["description"] == "a desktop rproxy runs"
+        assert (await _json(http, front / "api/status"))["services"] == {"desktop": "ready"}
+    finally:
+        await runner.cleanup()

@@ -35,10 +35,12 @@ def find_xvnc() -> str:
     return xvnc
 
 
-def free_display(start: int = 10) -> int:
-    """The first display number without an X socket or lock file (from :10, clear of users')."""
+def free_display(start: int = 10, avoid: frozenset[int] = frozenset()) -> int:
+    """The first display number without an X socket or lock file (from :10, clear of users'),
+    other than those in ``avoid``."""
     for number in range(start, start + 1000):
-        if not (_X_SOCKETS / f"X{number}").exists() and not Path(f"/tmp/.X{number}-lock").exists():
+        taken = (_X_SOCKETS / f"X{number}").exists() or Path(f"/tmp/.X{number}-lock").exists()
+        if not taken and number not in avoid:
             return number
     raise RuntimeError("no free X display number between :10 and :1009")
 
@@ -46,19 +48,23 @@ def free_display(start: int = 10) -> int:
 class Desktop:
     """Xvnc on ``socket_path`` and the app on its display; ``start`` returns at once."""
 
-    def __init__(self, options: DesktopOptions, socket_path: str, stop_grace: float) -> None:
+    def __init__(
+        self,
+        options: DesktopOptions,
+        socket_path: str,
+        stop_grace: float,
+        *,
+        avoid: frozenset[int] = frozenset(),
+    ) -> None:
         self.options = options
         self.stop_grace = stop_grace
         self.socket_path = socket_path
-        self.display = free_display()
+        self.display = free_display(avoid=avoid)  # not one another desktop here has taken
         self.server: Supervisor | None = None
         self.app: Supervisor | None = None
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="desktop")
-
-    async def _run(self) -> None:
         options = self.options
         argv = (
             find_xvnc(), f":{self.display}", "-rfbunixpath", self.socket_path,
@@ -70,9 +76,18 @@ class Desktop:
                          stop_grace=self.stop_grace)  # fmt: skip
         self.server = Supervisor(spec, self._display_answers, name="Xvnc")
         self.server.start()
-        await self.server.wait_for(ChildState.READY, ChildState.FAILED)
+        self._task = asyncio.create_task(self._run(self.server), name="desktop")
+
+    async def wait_ready(self) -> ChildState:
+        """READY once Xvnc greets on its socket; FAILED if it could not start."""
+        assert self.server is not None, "start() first"
+        return await self.server.wait_for(ChildState.READY, ChildState.FAILED)
+
+    async def _run(self, server: Supervisor) -> None:
+        options = self.options
+        await server.wait_for(ChildState.READY, ChildState.FAILED)
         app = options.app or _default_app()
-        if self.server.state is ChildState.FAILED or not app:
+        if server.state is ChildState.FAILED or not app:
             if not app:
                 logger.info("desktop :%d ready, with no app (no terminal found)", self.display)
             return
