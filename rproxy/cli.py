@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = parser.add_argument_group("what to proxy").add_argument
     g("--upstream", metavar="URL", help="a running server: http://host:port or unix:/path.sock")
+    g("--service", action="append", metavar="PATH=URL", help="one more running server under "
+      "PATH, e.g. /docs/=http://127.0.0.1:9000 (repeatable; see [[services]])")  # fmt: skip
     g("--destport", type=int, metavar="N", help="the command's port (0, the default: a free one); "
       "without a command, proxy 127.0.0.1:N")  # fmt: skip
     g("--unix-socket", action=flag, help="run the command on a Unix socket ({unix_socket})")

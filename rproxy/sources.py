@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -199,8 +200,20 @@ def load_config(
         vnc_path=get("vnc_path", "websockify"),
         novnc_dir=get("novnc_dir", "/usr/share/novnc"),
         log_level=_log_level(options) or _log_level(file or {}) or "INFO",
-        services=tuple(_service(table) for table in given.get("services") or ()),
+        services=tuple(_service(table) for table in given.get("services") or ())
+        + tuple(_service(_shorthand(text)) for text in given.get("service") or ()),
     )
+
+
+def _shorthand(text: str) -> dict[str, Any]:
+    """``--service PATH=URL`` as the [[services]] table it stands for, named after its path."""
+    path, _, url = text.partition("=")
+    if not path.strip("/") or not url:
+        raise ConfigError(
+            f"--service {text!r}: give PATH=URL, such as /docs/=http://127.0.0.1:9000"
+        )
+    name = re.sub(r"[^a-z0-9_-]+", "-", path.strip("/").lower()).strip("-") or "service"
+    return {"name": name, "path": path, "upstream": url}
 
 
 def _service(table: Mapping[str, Any]) -> ServiceConfig:

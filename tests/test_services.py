@@ -20,6 +20,7 @@ from support import CHILD, StartUpstream, listen, ready
 from yarl import URL
 
 from rproxy.app import make_runner
+from rproxy.cli import parse_config
 from rproxy.errors import ConfigError
 from rproxy.keys import SERVICES
 from rproxy.services import VncService
@@ -399,3 +400,21 @@ async def test_a_desktop_service_runs_its_own_vnc_server_and_app(
         assert (await _json(http, front / "api/status"))["services"] == {"desktop": "ready"}
     finally:
         await runner.cleanup()
+
+
+def test_the_command_line_shorthand_adds_running_servers() -> None:
+    config = parse_config(
+        ["--service", "/docs/=http://127.0.0.1:9000", "--service", "api/v2=unix:/run/api.sock",
+         "--", "app", "--port", "{port}"],
+        {},
+    )  # fmt: skip
+    docs, api = config.services
+    assert (docs.name, docs.path, str(docs.upstream.url if docs.upstream else "")) == (
+        "docs", "/docs/", "http://127.0.0.1:9000",
+    )  # fmt: skip
+    assert (api.name, api.path, api.upstream and api.upstream.unix_socket) == (
+        "api-v2", "/api/v2/", "/run/api.sock",
+    )  # fmt: skip
+    assert config.child is not None, "the command stays the main service"
+    with pytest.raises(ConfigError, match="give PATH=URL"):
+        parse_config(["--service", "http://127.0.0.1:9000", "--upstream", "http://h:1"], {})
