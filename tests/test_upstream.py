@@ -20,7 +20,8 @@ from yarl import URL
 from rproxy.config import Timeouts, Upstream
 from rproxy.errors import BadUpstreamResponse
 from rproxy.http1 import MAX_HEAD_BYTES, request_head
-from rproxy.upstream import UpstreamPool, UpstreamResponse
+from rproxy.upstream import UpstreamPool
+from rproxy.upstream_connection import UpstreamResponse
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 HEADERS = [("Host", "upstream")]
