@@ -47,6 +47,7 @@ from rproxy.probe import UpstreamProbe
 from rproxy.proxy import handle
 from rproxy.rewriters import registry
 from rproxy.rewriters.base import Rewriter
+from rproxy.server import Runner, raise_open_file_limit
 from rproxy.services import Service, ServiceTable, VncService
 from rproxy.supervisor import ChildState
 from rproxy.upstream import UpstreamPool
@@ -295,14 +296,19 @@ def make_runner(
     authenticator: Authenticator | None = None,
     rewriters: list[Rewriter] | None = None,
 ) -> web.AppRunner:
-    """The runner for ``make_app(config)``.
+    """The runner for ``make_app(config)``, with rproxy's client deadlines (server.py).
 
     Handlers are not cancelled when their client goes away (aiohttp's handler_cancellation costs
     an extra task per request, about 15% of the CPU time of a small request): a relay notices a
     gone client at its next write, and ``--request-timeout`` bounds a wait on a silent upstream.
     """
     app = make_app(config, authenticator=authenticator, rewriters=rewriters)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=config.grace_period)
+    runner = Runner(
+        app,
+        client_timeout=config.timeouts.client,
+        access_log=None,
+        shutdown_timeout=config.grace_period,
+    )
     app[CONNECTION_COUNT] = lambda: len(runner.server.connections) if runner.server else 0
     return runner
 
@@ -317,6 +323,7 @@ async def serve(
     """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
+    raise_open_file_limit()
     runner = make_runner(config)
     pool: WorkerPool | None = None
     spawning: asyncio.Future[None] | None = None

@@ -110,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     g("--connect-timeout", type=float, metavar="S", help="connect timeout, then 504 (10)")
     g("--request-timeout", type=float, metavar="S", help="idle seconds between two chunks from "
       "the upstream before 504 or abort; no total limit on long streams (300)")  # fmt: skip
+    g("--client-timeout", type=float, metavar="S", help="seconds a client may hold a connection "
+      "without doing its part: idle keep-alive, sending its request head, a stalled upload or "
+      "download (75)")  # fmt: skip
+    g("--max-body-size", type=int, metavar="BYTES", help="largest request body passed on; a "
+      "larger one gets 413 (0, the default: no limit)")  # fmt: skip
     g(
         "--websocket-max-message-size",
         type=int,

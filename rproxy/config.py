@@ -99,14 +99,17 @@ def _positive(name: str, value: float, *, zero_ok: bool = False) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    """Seconds to wait on the upstream; ``read`` is the idle gap between two chunks, no total."""
+    """Seconds to wait: on the upstream, ``read`` being the idle gap between two chunks (no total);
+    and on a client (``client``: idle keep-alive, request head, stalled upload or download)."""
 
     connect: float = 10.0
     read: float = 300.0
+    client: float = 75.0
 
     def __post_init__(self) -> None:
         _positive("--connect-timeout", self.connect)
         _positive("--request-timeout", self.read)
+        _positive("--client-timeout", self.client)
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +281,7 @@ class Config:
     workers: int = 1
     rewriters: tuple[str, ...] = ("headers", "css", "html")
     rewrite_max_bytes: int = DEFAULT_MAX_BYTES
+    max_body_size: int = 0  # bytes of a request body; 0: no limit
     hub: HubOptions = field(default_factory=HubOptions)
     api_prefix: str | None = "api"  # None: no API endpoints
     server_timing: bool = False
@@ -317,6 +321,8 @@ class Config:
         if self.upstream_connections < 0:
             raise ConfigError("--upstream-connections must be 0 (no limit) or more")
         _positive("--grace-period", self.grace_period)
+        if self.max_body_size < 0:
+            raise ConfigError("--max-body-size must be 0 (no limit) or more bytes")
         if self.rewrite_max_bytes < 0:
             raise ConfigError("--rewrite-max-bytes must be 0 or more")
         if self.workers < 1:

@@ -52,10 +52,11 @@ from rproxy.rewriters.chain import rewrite_response
 from rproxy.services import Service, VncService
 from rproxy.streams import (
     RelayedResponse,
+    RequestBody,
     RewriteFailed,
     relay_body,
     relay_rewritten,
-    request_body,
+    too_large,
 )
 from rproxy.supervisor import ChildState
 from rproxy.urls import BadTarget, Forward, NotOurs, Redirect
@@ -181,8 +182,12 @@ async def _forward(
     app = request.app
     mapper = service.urls
     config = app[CONFIG]
+    limit = config.max_body_size
+    if limit and (request.content_length or 0) > limit:
+        return too_large(limit)
     headers = _upstream_headers(request, service)
-    body = request_body(request, timing) if request.body_exists else None
+    body = RequestBody(request, timing, idle=config.timeouts.client, limit=limit)
+    chunks = body.chunks() if request.body_exists else None
     target = f"{route.path}?{route.query}" if route.query else route.path
     sent = time.perf_counter()
     try:
@@ -190,13 +195,13 @@ async def _forward(
             request.method,
             target,
             headers.items(),
-            body,
-            chunked=body is not None and "Content-Length" not in headers,
+            chunks,
+            chunked=chunks is not None and "Content-Length" not in headers,
         )
     except TimeoutError as exc:
-        return _failed(request, service, route, UpstreamTimeout(), exc)
+        return body.refusal or _failed(request, service, route, UpstreamTimeout(), exc)
     except (BadUpstreamResponse, OSError) as exc:
-        return _failed(request, service, route, UpstreamUnavailable(), exc)
+        return body.refusal or _failed(request, service, route, UpstreamUnavailable(), exc)
     except ValueError:
         return plain_response(400, "A request header cannot be forwarded.")
     answered = time.perf_counter()

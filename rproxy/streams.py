@@ -12,6 +12,7 @@ and encoded again the way it came, so Content-Encoding stays true.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import zlib
@@ -22,7 +23,7 @@ from typing import Any, Protocol
 import brotli
 from aiohttp import hdrs, web
 
-from rproxy.errors import RproxyError
+from rproxy.errors import RproxyError, plain_response
 from rproxy.metrics import RequestTiming
 
 logger = logging.getLogger(__name__)
@@ -153,11 +154,52 @@ class RelayedResponse(web.StreamResponse):
             self.headers.popall(hdrs.CONTENT_TYPE, None)
 
 
-async def request_body(request: web.BaseRequest, timing: RequestTiming) -> AsyncIterator[bytes]:
-    """The client's request body as it arrives, for the upstream client to send on."""
-    async for chunk in request.content.iter_any():
-        timing.bytes_in += len(chunk)
-        yield chunk
+class BodyRefused(RproxyError):
+    """The client's body stalled or grew past the limit; ``RequestBody.refusal`` answers it."""
+
+
+class RequestBody:
+    """The client's request body as it arrives, for the upstream pool to send on.
+
+    A client silent for ``idle`` seconds mid-body, or a body past ``limit`` bytes (0: none), ends
+    the upload with ``BodyRefused`` (the upstream connection is then closed, never handed a
+    truncated body as whole) and leaves the client's answer, a 408 or 413, in ``refusal``.
+    """
+
+    def __init__(
+        self, request: web.BaseRequest, timing: RequestTiming, *, idle: float, limit: int
+    ) -> None:
+        self._request = request
+        self._timing = timing
+        self._idle = idle
+        self._limit = limit
+        self.refusal: web.Response | None = None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        content, timing, received = self._request.content, self._timing, 0
+        while True:
+            try:
+                async with asyncio.timeout(self._idle):
+                    chunk = await content.readany()
+            except TimeoutError:
+                self.refusal = plain_response(408, "The request body stopped arriving.")
+                self.refusal.force_close()
+                raise BodyRefused("the client sent no body bytes for a while") from None
+            if not chunk:
+                return
+            received += len(chunk)
+            if self._limit and received > self._limit:
+                self.refusal = too_large(self._limit)
+                raise BodyRefused("the request body is too large")
+            timing.bytes_in += len(chunk)
+            yield chunk
+
+
+def too_large(limit: int) -> web.Response:
+    """413 for a request body over ``limit`` bytes; the connection closes (the rest is unread)."""
+    response = plain_response(413, f"A request body may have at most {limit} bytes.")
+    response.force_close()
+    return response
 
 
 async def _read(source: BodySource, timing: RequestTiming) -> bytes | memoryview:

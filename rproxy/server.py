@@ -1,0 +1,161 @@
+"""The client-facing HTTP server: aiohttp's, with rproxy's answer to bad requests and its deadlines.
+
+aiohttp answers a request it cannot parse itself, before any handler or middleware runs, with a
+text page that repeats the offending bytes. rproxy's ``Runner`` swaps in a request handler whose
+answer is fixed text chosen by the kind of error (nothing from the request is echoed), with
+``nosniff``, ``no-store`` and a closed connection, and which logs one line, not a traceback.
+
+One setting bounds how long a client may hold a connection without doing its part
+(``--client-timeout``):
+- a connection idle between requests is closed after it;
+- a request head must be complete within it of the connection or the previous response
+  (aiohttp's keep-alive deadline is not moved by bytes that trickle in: slowloris is cut off);
+- a client that reads none of a response for that long has its connection aborted, so a
+  stalled reader cannot hold an upstream connection and its buffers for ever
+  (only the transport's own high-water mark is buffered meanwhile).
+A stalled upload is bounded where the body is read (streams.py). What this module does not do:
+routing, authentication, proxying (app.py, auth.py, proxy.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+from typing import Any
+
+from aiohttp import web
+from aiohttp.http_exceptions import (
+    BadHttpMethod,
+    HttpProcessingError,
+    InvalidURLError,
+    LineTooLong,
+)
+from aiohttp.web_protocol import RequestHandler
+
+from rproxy.errors import plain_response
+
+logger = logging.getLogger(__name__)
+
+
+FIELD_LIMIT = 8190  # bytes in the request line and in each header (aiohttp's and nginx's 8 KiB)
+
+
+def _explanation(exc: BaseException | None) -> str:
+    """Fixed text for a request aiohttp refused: never any byte of the request itself."""
+    if isinstance(exc, LineTooLong):
+        return f"The request line or a header is longer than {FIELD_LIMIT} bytes."
+    if isinstance(exc, BadHttpMethod):
+        if "HTTPS" in str(exc):
+            return "This port speaks plain HTTP, not HTTPS."
+        return "The request method is not valid."
+    if isinstance(exc, InvalidURLError):
+        return "The request target is not a valid URL."
+    return "The request is not valid HTTP/1.1."
+
+
+class _Handler(RequestHandler):
+    """aiohttp's connection protocol with fixed error pages and a deadline on stalled readers."""
+
+    __slots__ = ("_client_timeout", "_stalled_timer")
+
+    def __init__(self, manager: web.Server, *, client_timeout: float, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._client_timeout = client_timeout
+        self._stalled_timer: asyncio.TimerHandle | None = None
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if request.writer.output_size > 0:
+            raise ConnectionError("the response has started; the connection is dropped")
+        if status >= 500:
+            if exc is not None:
+                logger.error("error answering %s", request.remote, exc_info=exc)
+            response = plain_response(status, "rproxy could not answer; its log says why.")
+        else:
+            logger.info(
+                "refused a malformed request from %s: %s",
+                request.remote,
+                type(exc).__name__ if isinstance(exc, HttpProcessingError) else status,
+            )
+            response = plain_response(status, _explanation(exc))
+        response.force_close()
+        return response
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._stalled_timer is None:
+            loop = asyncio.get_running_loop()
+            self._stalled_timer = loop.call_later(self._client_timeout, self._stalled)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._cancel_stalled_timer()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._cancel_stalled_timer()
+        super().connection_lost(exc)
+
+    def _cancel_stalled_timer(self) -> None:
+        if self._stalled_timer is not None:
+            self._stalled_timer.cancel()
+            self._stalled_timer = None
+
+    def _stalled(self) -> None:
+        self._stalled_timer = None
+        if self.transport is not None and self.writing_paused:
+            logger.info(
+                "a client read nothing for %gs; its connection is closed", self._client_timeout
+            )
+            self.transport.abort()
+
+
+class _Server(web.Server):
+    """aiohttp's connection manager, making ``_Handler`` protocols."""
+
+    client_timeout: float
+
+    def __call__(self) -> RequestHandler:
+        return _Handler(self, loop=self._loop, client_timeout=self.client_timeout, **self._kwargs)
+
+
+class Runner(web.AppRunner):
+    """An AppRunner whose connections are rproxy's ``_Handler`` (see the module docstring)."""
+
+    def __init__(self, app: web.Application, *, client_timeout: float, **kwargs: Any) -> None:
+        super().__init__(
+            app,
+            keepalive_timeout=client_timeout,
+            max_line_size=FIELD_LIMIT,
+            max_field_size=FIELD_LIMIT,
+            **kwargs,
+        )
+        self._client_timeout = client_timeout
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _Server  # aiohttp offers no other way to choose the protocol class
+        assert isinstance(server, _Server)
+        server.client_timeout = self._client_timeout
+        return server
+
+
+def raise_open_file_limit() -> int:
+    """Raise this process's soft limit on open files to its hard limit; return the new limit.
+
+    Each client and each upstream connection is a file descriptor, and the usual soft limit
+    (1,024) would refuse connections long before memory or CPU run short.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:
+            logger.debug("cannot raise the open-file limit from %d: %s", soft, exc)
+            return soft
+    return hard
