@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
@@ -128,6 +129,9 @@ class Recorder:
             pass
         finally:
             writer.close()
+
+
+StartRecorder = Callable[[str], Awaitable[Recorder]]
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest
-from attack_support import Recorder
-
-StartRecorder = Callable[[str], Awaitable[Recorder]]
+from attack_support import Recorder, StartRecorder
 
 
 @pytest.fixture
