@@ -75,6 +75,8 @@ class Recorder:
         self.requests: list[Received] = []
         self.errors: list[str] = []
         self.extra_headers = b""  # added to every answer: tests of response header rewriting
+        self.status = b"200 OK"
+        self.silent = False  # accept requests but never answer them
         self._server: asyncio.Server | None = None
 
     async def start(self) -> URL:
@@ -96,9 +98,11 @@ class Recorder:
             await self._server.wait_closed()
 
     def answer(self, request: Received) -> bytes:
+        if self.silent:
+            return b""
         body = f"{self.name} got {request.method} {request.target}".encode()
         return (
-            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Recorder: "
+            b"HTTP/1.1 " + self.status + b"\r\nContent-Type: text/plain\r\nX-Recorder: "
             + self.name.encode()
             + b"\r\n"
             + self.extra_headers
