@@ -10,6 +10,7 @@ crossed was not part of a well-formed request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -102,7 +103,9 @@ class Recorder:
             return b""
         body = f"{self.name} got {request.method} {request.target}".encode()
         return (
-            b"HTTP/1.1 " + self.status + b"\r\nContent-Type: text/plain\r\nX-Recorder: "
+            b"HTTP/1.1 "
+            + self.status
+            + b"\r\nContent-Type: text/plain\r\nX-Recorder: "
             + self.name.encode()
             + b"\r\n"
             + self.extra_headers
@@ -185,10 +188,8 @@ async def exchange(url: URL, data: bytes, *, wait: float = 5.0) -> Exchange:
         closed = True
     finally:
         writer.close()
-        try:
+        with contextlib.suppress(ConnectionError):
             await writer.wait_closed()
-        except ConnectionError:
-            pass
     return Exchange(bytes(got), closed)
 
 

@@ -37,8 +37,9 @@ def _x_setup(address: str, cookie: bytes | None) -> int:
     with socket.socket(socket.AF_UNIX) as sock:
         sock.settimeout(10)
         sock.connect(address)
-        sock.sendall(b"l\0" + struct.pack("<HHHHxx", 11, 0, len(name), len(data))
-                     + pad(name) + pad(data))  # fmt: skip
+        sock.sendall(
+            b"l\0" + struct.pack("<HHHHxx", 11, 0, len(name), len(data)) + pad(name) + pad(data)
+        )
         return sock.recv(8)[0]
 
 
@@ -66,8 +67,20 @@ def _display_of(vnc_socket: str) -> str | None:
 
 
 async def test_the_desktop_display_refuses_local_clients_without_the_cookie() -> None:
-    argv = ["--desktop", "--desktop-geometry", "640x480", "--prefix", "/user/ann/",
-            "--ip", "127.0.0.1", "--port", "0", "--", "sleep", "600"]  # fmt: skip
+    argv = [
+        "--desktop",
+        "--desktop-geometry",
+        "640x480",
+        "--prefix",
+        "/user/ann/",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--",
+        "sleep",
+        "600",
+    ]
     runner = make_runner(parse_config(argv, {}))
     try:
         await listen(runner)
@@ -78,8 +91,8 @@ async def test_the_desktop_display_refuses_local_clients_without_the_cookie() ->
         xauthority = folder / "Xauthority"
         async with asyncio.timeout(60):
             # polls for Xvnc's process and sockets (nothing announces them), bounded by the timeout
-            while (display := _display_of(socket_path)) is None or not (
-                vnc_socket.exists() and (X11 / f"X{display}").exists()
+            while (display := _display_of(socket_path)) is None or not (  # noqa: ASYNC110
+                vnc_socket.exists() and (X11 / f"X{display}").exists()  # noqa: ASYNC240
             ):
                 await asyncio.sleep(0.05)
         for address in (str(X11 / f"X{display}"), f"\0{X11 / f'X{display}'}"):
@@ -87,8 +100,7 @@ async def test_the_desktop_display_refuses_local_clients_without_the_cookie() ->
             assert await asyncio.to_thread(_x_setup, address, b"x" * 16) == 0, address
             cookie = _cookie(xauthority)
             assert await asyncio.to_thread(_x_setup, address, cookie) == 1, address
-        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
-        assert stat.S_IMODE(xauthority.stat().st_mode) == 0o600
-        assert stat.S_IMODE(vnc_socket.stat().st_mode) == 0o600
+        modes = [stat.S_IMODE(p.stat().st_mode) for p in (folder, xauthority, vnc_socket)]
+        assert modes == [0o700, 0o600, 0o600]
     finally:
         await runner.cleanup()

@@ -53,8 +53,9 @@ CREDENTIALS = [
 ]
 ROUTES = [
     pytest.param("GET", "/user/alice/", "", id="get-root"),
-    pytest.param("GET", "/user/alice/x?token=abc&CDSDASHBOARDS_JH_USER=alice", "",
-                 id="get-query-token"),  # fmt: skip
+    pytest.param(
+        "GET", "/user/alice/x?token=abc&CDSDASHBOARDS_JH_USER=alice", "", id="get-query-token"
+    ),
     pytest.param("HEAD", "/user/alice/x", "", id="head"),
     pytest.param("POST", "/user/alice/x", "Content-Length: 2\r\n\r\nab", id="post"),
     pytest.param("PUT", "/user/alice/x", "Content-Length: 0\r\n", id="put"),
@@ -90,9 +91,14 @@ async def test_without_a_valid_login_nothing_behind_rproxy_is_reached(
     start_proxy: StartProxy,
 ) -> None:
     main, ide, vnc = [await start_recorder(n) for n in ("main", "ide", "vnc")]
-    proxy = await start_proxy(main.url, environ=ENV, last_activity_interval=0,
-                              service=[f"/ide/={ide.url}"], vnc_upstream=f"127.0.0.1:{vnc.port}",
-                              novnc_dir="/usr/share/novnc")  # fmt: skip
+    proxy = await start_proxy(
+        main.url,
+        environ=ENV,
+        last_activity_interval=0,
+        service=[f"/ide/={ide.url}"],
+        vnc_upstream=f"127.0.0.1:{vnc.port}",
+        novnc_dir="/usr/share/novnc",
+    )
     body = ""
     if "\r\n\r\n" in extra:
         extra, _, body = extra.partition("\r\n\r\n")

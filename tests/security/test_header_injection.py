@@ -29,7 +29,8 @@ INJECTED = (b"set-cookie: pwn", b"x-injected", b"location: //evil")
 def _no_injected_line(head: bytes) -> None:
     for line in head.split(b"\r\n")[1:]:
         assert not line.lower().startswith(INJECTED), line
-        assert b"\n" not in line and b"\r" not in line
+        assert b"\n" not in line
+        assert b"\r" not in line
 
 
 def _request(target: str) -> bytes:
@@ -53,15 +54,17 @@ async def test_encoded_crlf_in_a_redirect_target_stays_encoded(
     target: str, start_recorder: StartRecorder, start_proxy: StartProxy
 ) -> None:
     main, ide = await start_recorder("main"), await start_recorder("ide")
-    proxy = await start_proxy(main.url, prefix="/user/a/", service=[f"/ide/={ide.url}"],
-                              vnc_upstream="127.0.0.1:9")  # fmt: skip
+    proxy = await start_proxy(
+        main.url, prefix="/user/a/", service=[f"/ide/={ide.url}"], vnc_upstream="127.0.0.1:9"
+    )
     async with asyncio.timeout(15):
         answer = await exchange(proxy, _request(target))
     # 404: aiohttp's router, whose pattern does not match a decoded path with a line break
     assert answer.statuses in ([307], [404])
     _no_injected_line(answer.head)
     for location in answer.headers("Location"):
-        assert b"\r" not in location and b"\n" not in location
+        assert b"\r" not in location
+        assert b"\n" not in location
         assert location.lower().count(b"%0") in (0, target.lower().count("%0"))  # or dropped
     assert main.connections == ide.connections == 0
 
@@ -88,7 +91,9 @@ async def test_raw_crlf_in_a_target_never_reaches_a_header(
     assert recorder.connections == 0
 
 
-REWRITTEN = b"Location: {v}\r\nContent-Location: {v}\r\nRefresh: 0; url={v}\r\nLink: <{v}>; rel=next\r\n"
+REWRITTEN = (
+    b"Location: {v}\r\nContent-Location: {v}\r\nRefresh: 0; url={v}\r\nLink: <{v}>; rel=next\r\n"
+)
 
 
 @pytest.mark.parametrize(
@@ -168,9 +173,14 @@ HUB_ENV = {
 async def test_the_forwarded_hub_user_stays_in_one_header_and_one_query_value(
     recorder: Recorder, start_proxy: StartProxy
 ) -> None:
-    proxy = await start_proxy(recorder.url, environ=HUB_ENV, authenticator=StandInHub(),
-                              forward_user_info=True, query_user_info=True,
-                              last_activity_interval=0)  # fmt: skip
+    proxy = await start_proxy(
+        recorder.url,
+        environ=HUB_ENV,
+        authenticator=StandInHub(),
+        forward_user_info=True,
+        query_user_info=True,
+        last_activity_interval=0,
+    )
     request = (
         b"GET /user/eve/x?CDSDASHBOARDS_JH_USER=%0d%0aX-Injected:1 HTTP/1.1\r\nHost: h\r\n"
         b"X-CDSDASHBOARDS-JH-USER: mallory\r\nConnection: close\r\n\r\n"

@@ -123,8 +123,13 @@ async def test_rproxy_redirects_stay_on_the_origin(
     target: str, start_recorder: StartRecorder, start_proxy: StartProxy
 ) -> None:
     main, ide = await start_recorder("main"), await start_recorder("ide")
-    proxy = await start_proxy(main.url, prefix="/user/a/", service=[f"/ide/={ide.url}"],
-                              vnc_upstream="127.0.0.1:9", novnc_dir="/usr/share/novnc")  # fmt: skip
+    proxy = await start_proxy(
+        main.url,
+        prefix="/user/a/",
+        service=[f"/ide/={ide.url}"],
+        vnc_upstream="127.0.0.1:9",
+        novnc_dir="/usr/share/novnc",
+    )
     request = f"GET {target} HTTP/1.1\r\nHost: proxy.example\r\nConnection: close\r\n\r\n"
     async with asyncio.timeout(15):
         answer = await exchange(proxy, request.encode())
@@ -163,8 +168,9 @@ async def test_the_post_login_target_is_a_path_inside_the_prefix(
 ) -> None:
     from aiohttp import web
 
-    proxy = await start_proxy(await start_upstream(web.Application()), environ=ENV,
-                              last_activity_interval=0)  # fmt: skip
+    proxy = await start_proxy(
+        await start_upstream(web.Application()), environ=ENV, last_activity_interval=0
+    )
     request = (
         f"GET {target} HTTP/1.1\r\nHost: proxy.example\r\nAccept: text/html\r\n"
         "Connection: close\r\n\r\n"

@@ -21,7 +21,11 @@ from support import CHILD, StartProxy, free_port, running, supervisor_of
 
 from rproxy.supervisor import ChildState
 
-PAYLOADS = ('<script>alert(1)</script>', '"><img src=x onerror=alert(1)>', "'><svg onload=alert(1)>")
+PAYLOADS = (
+    "<script>alert(1)</script>",
+    '"><img src=x onerror=alert(1)>',
+    "'><svg onload=alert(1)>",
+)
 RAW = "/<script>alert(1)</script>/%22%3E%3Cimg%20src=x%20onerror=alert(1)%3E"
 QUERY = "?q=<script>alert(1)</script>&r=%22%3E%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E"
 
@@ -59,8 +63,13 @@ async def test_plain_pages_never_reflect_markup(
     target: str, status: int, start_proxy: StartProxy, tmp_path: Path
 ) -> None:
     down = f"http://127.0.0.1:{free_port()}"
-    proxy = await start_proxy(down, prefix="/user/a/", service=[f"/ide/={down}"],
-                              vnc_upstream="127.0.0.1:9", novnc_dir=str(tmp_path))  # fmt: skip
+    proxy = await start_proxy(
+        down,
+        prefix="/user/a/",
+        service=[f"/ide/={down}"],
+        vnc_upstream="127.0.0.1:9",
+        novnc_dir=str(tmp_path),
+    )
     async with asyncio.timeout(15):
         answer = await exchange(proxy, _request(target))
     assert answer.statuses == [status]
@@ -112,8 +121,11 @@ async def test_the_starting_and_failed_pages_escape_everything(tmp_path: Path) -
     "request_bytes",
     [
         pytest.param(b"<script>alert(1)</script> / HTTP/1.1\r\nHost: h\r\n\r\n", id="method"),
-        pytest.param(b"GET /<script>alert(1)</script> HTTP/1.1\r\nHost: h\r\nX: \x01<img "
-                     b"src=x onerror=alert(1)>\r\n\r\n", id="header"),  # fmt: skip
+        pytest.param(
+            b"GET /<script>alert(1)</script> HTTP/1.1\r\nHost: h\r\nX: \x01<img "
+            b"src=x onerror=alert(1)>\r\n\r\n",
+            id="header",
+        ),
         pytest.param(b"GET /<svg/onload=alert(1)> HTTP/9.9\r\nHost: h\r\n\r\n", id="version"),
     ],
 )
@@ -126,5 +138,3 @@ async def test_the_400_for_an_unparseable_request_never_reflects_it(
     assert answer.statuses == [400]
     _safe(answer, b"text/plain")
     assert recorder.connections == 0
-
-

@@ -48,36 +48,47 @@ REFUSED = [
     pytest.param(_post(b"Content-Length : 3\r\n", b"abc"), id="cl-space-before-colon"),
     pytest.param(_post(b"X-A: a\r\n b\r\n", b""), id="obs-fold"),
     pytest.param(_post(b"Transfer-Encoding:\r\n chunked\r\n", b"0\r\n\r\n"), id="obs-fold-te"),
-    pytest.param(_post(b"Content-Length: 0\r\n\tTransfer-Encoding: chunked\r\n",
-                       b"0\r\n\r\n"), id="obs-fold-tab-te"),  # fmt: skip
+    pytest.param(
+        _post(b"Content-Length: 0\r\n\tTransfer-Encoding: chunked\r\n", b"0\r\n\r\n"),
+        id="obs-fold-tab-te",
+    ),
     pytest.param(_post(b"X-A: a\rb\r\n", b""), id="bare-cr-in-value"),
     pytest.param(_post(b"X-A: a\rTransfer-Encoding: chunked\r\n", b"0\r\n\r\n"), id="bare-cr-te"),
-    pytest.param(b"POST /p HTTP/1.1\r\nHost: h\nContent-Length: 3\r\n\r\nabc" + FOLLOW_UP,
-                 id="bare-lf-line-end"),  # fmt: skip
-    pytest.param(b"POST /p HTTP/1.1\nHost: h\nContent-Length: 3\n\nabc" + FOLLOW_UP,
-                 id="bare-lf-everywhere"),  # fmt: skip
+    pytest.param(
+        b"POST /p HTTP/1.1\r\nHost: h\nContent-Length: 3\r\n\r\nabc" + FOLLOW_UP,
+        id="bare-lf-line-end",
+    ),
+    pytest.param(
+        b"POST /p HTTP/1.1\nHost: h\nContent-Length: 3\n\nabc" + FOLLOW_UP, id="bare-lf-everywhere"
+    ),
     pytest.param(b"POST /p HTTP/1.1\rHost: h\r\n\r\n" + FOLLOW_UP, id="bare-cr-request-line"),
-    pytest.param(_post(b"Transfer-Encoding: chunked, identity\r\n", b"0\r\n\r\n"),
-                 id="te-chunked-identity"),  # fmt: skip
+    pytest.param(
+        _post(b"Transfer-Encoding: chunked, identity\r\n", b"0\r\n\r\n"), id="te-chunked-identity"
+    ),
     pytest.param(_post(b"Transfer-Encoding: identity\r\n", b"0\r\n\r\n"), id="te-identity"),
     pytest.param(_post(b"Transfer-Encoding: gzip\r\n", b"0\r\n\r\n"), id="te-gzip-only"),
-    pytest.param(_post(b"Transfer-Encoding: chunked, chunked\r\n", b"0\r\n\r\n"),
-                 id="te-chunked-twice"),  # fmt: skip
-    pytest.param(_post(CHUNKED + b"Transfer-Encoding: identity\r\n", b"0\r\n\r\n"),
-                 id="te-two-headers"),  # fmt: skip
+    pytest.param(
+        _post(b"Transfer-Encoding: chunked, chunked\r\n", b"0\r\n\r\n"), id="te-chunked-twice"
+    ),
+    pytest.param(
+        _post(CHUNKED + b"Transfer-Encoding: identity\r\n", b"0\r\n\r\n"), id="te-two-headers"
+    ),
     pytest.param(_post(b"Transfer-Encoding: xchunked\r\n", b"0\r\n\r\n"), id="te-xchunked"),
     pytest.param(_post(b"Transfer-Encoding: chunked\x00\r\n", b"0\r\n\r\n"), id="te-nul"),
-    pytest.param(_post(b"Transfer-Encoding : chunked\r\n", b"0\r\n\r\n"),
-                 id="te-space-before-colon"),  # fmt: skip
-    pytest.param(_post(b"Transfer-Encoding\t: chunked\r\n", b"0\r\n\r\n"),
-                 id="te-tab-before-colon"),  # fmt: skip
+    pytest.param(
+        _post(b"Transfer-Encoding : chunked\r\n", b"0\r\n\r\n"), id="te-space-before-colon"
+    ),
+    pytest.param(
+        _post(b"Transfer-Encoding\t: chunked\r\n", b"0\r\n\r\n"), id="te-tab-before-colon"
+    ),
     pytest.param(_post(b"Transfer-Encoding:\x0bchunked\r\n", b"0\r\n\r\n"), id="te-vertical-tab"),
     pytest.param(_post(b" Transfer-Encoding: chunked\r\n", b"0\r\n\r\n"), id="te-leading-space"),
     pytest.param(_post(CHUNKED, b"0x3\r\nabc\r\n0\r\n\r\n"), id="chunk-size-0x"),
     pytest.param(_post(CHUNKED, b"-3\r\nabc\r\n0\r\n\r\n"), id="chunk-size-negative"),
     pytest.param(_post(CHUNKED, b"+3\r\nabc\r\n0\r\n\r\n"), id="chunk-size-plus"),
-    pytest.param(_post(CHUNKED, b"10000000000000003\r\nabc\r\n0\r\n\r\n"),
-                 id="chunk-size-overflow"),  # fmt: skip
+    pytest.param(
+        _post(CHUNKED, b"10000000000000003\r\nabc\r\n0\r\n\r\n"), id="chunk-size-overflow"
+    ),
     pytest.param(_post(CHUNKED, b"3 \r\nabc\r\n0\r\n\r\n"), id="chunk-size-trailing-space"),
     pytest.param(_post(CHUNKED, b" 3\r\nabc\r\n0\r\n\r\n"), id="chunk-size-leading-space"),
     pytest.param(_post(CHUNKED, b"\r\nabc\r\n0\r\n\r\n"), id="chunk-size-empty"),
@@ -94,10 +105,13 @@ REFUSED = [
     pytest.param(b"GET /a b HTTP/1.1\r\nHost: h\r\n\r\n" + FOLLOW_UP, id="space-in-target"),
     pytest.param(b"GET / HTTP/1.2\r\nHost: h\r\n\r\n" + FOLLOW_UP, id="http-1.2"),
     pytest.param(b"GET / HTTP/1.1\r\nHost: h\r\nHost: other\r\n\r\n" + FOLLOW_UP, id="two-hosts"),
-    pytest.param(b"POST /p HTTP/1.0\r\nHost: h\r\n" + CHUNKED + b"Content-Length: 3\r\n\r\n"
-                 b"0\r\n\r\n" + FOLLOW_UP, id="http10-te-and-cl"),  # fmt: skip
+    pytest.param(
+        b"POST /p HTTP/1.0\r\nHost: h\r\n" + CHUNKED + b"Content-Length: 3\r\n\r\n"
+        b"0\r\n\r\n" + FOLLOW_UP,
+        id="http10-te-and-cl",
+    ),
     pytest.param(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + FOLLOW_UP, id="h2-preface"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("payload", REFUSED)
@@ -122,8 +136,9 @@ def _unambiguous(recorder: Recorder, body: bytes) -> None:
     lengths, codings = request.header("Content-Length"), request.header("Transfer-Encoding")
     assert not (lengths and codings)
     assert codings in ([], ["chunked"])
-    assert lengths == [] or (len(lengths) == 1 and lengths[0].isdigit()
-                             and int(lengths[0]) == len(body))  # fmt: skip
+    assert lengths == [] or (
+        len(lengths) == 1 and lengths[0].isdigit() and int(lengths[0]) == len(body)
+    )
     assert b"X-Evil" not in recorder.raw  # a trailer never becomes a header upstream
     assert b"smuggled" not in recorder.raw
 
@@ -131,18 +146,24 @@ def _unambiguous(recorder: Recorder, body: bytes) -> None:
 @pytest.mark.parametrize(
     ("payload", "body"),
     [
-        pytest.param(_last(b"Transfer-Encoding: ChUnKeD\r\n", b"3\r\nabc\r\n0\r\n\r\n"), b"abc",
-                     id="te-odd-casing"),
-        pytest.param(_last(b"Transfer-Encoding:\tchunked \r\n", b"3\r\nabc\r\n0\r\n\r\n"), b"abc",
-                     id="te-tab-and-trailing-space"),
-        pytest.param(_last(CHUNKED, b"3;name=\"v\"\r\nabc\r\n0\r\n\r\n"), b"abc",
-                     id="chunk-extension"),
-        pytest.param(_last(CHUNKED, b"3\r\nabc\r\n0\r\nX-Evil: 1\r\n\r\n"), b"abc",
-                     id="trailer"),
+        pytest.param(
+            _last(b"Transfer-Encoding: ChUnKeD\r\n", b"3\r\nabc\r\n0\r\n\r\n"),
+            b"abc",
+            id="te-odd-casing",
+        ),
+        pytest.param(
+            _last(b"Transfer-Encoding:\tchunked \r\n", b"3\r\nabc\r\n0\r\n\r\n"),
+            b"abc",
+            id="te-tab-and-trailing-space",
+        ),
+        pytest.param(
+            _last(CHUNKED, b'3;name="v"\r\nabc\r\n0\r\n\r\n'), b"abc", id="chunk-extension"
+        ),
+        pytest.param(_last(CHUNKED, b"3\r\nabc\r\n0\r\nX-Evil: 1\r\n\r\n"), b"abc", id="trailer"),
         pytest.param(_last(CHUNKED, b"0003\r\nabc\r\n0\r\n\r\n"), b"abc", id="chunk-size-zeros"),
         pytest.param(_last(b"Content-Length: 003\r\n", b"abc"), b"abc", id="cl-leading-zeros"),
     ],
-)  # fmt: skip
+)
 async def test_odd_but_unambiguous_framing_is_reframed_and_nothing_is_smuggled(
     payload: bytes, body: bytes, recorder: Recorder, start_proxy: StartProxy
 ) -> None:
@@ -176,9 +197,11 @@ async def test_a_well_formed_pipeline_reaches_the_upstream_in_order(
     proxy = await start_proxy(recorder.url)
     payload = (
         _post(b"Content-Length: 3\r\n", b"abc")
-        + b"POST /q HTTP/1.1\r\nHost: h\r\n" + CHUNKED + b"\r\n2\r\nde\r\n0\r\n\r\n"
+        + b"POST /q HTTP/1.1\r\nHost: h\r\n"
+        + CHUNKED
+        + b"\r\n2\r\nde\r\n0\r\n\r\n"
         + b"GET /last HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
-    )  # fmt: skip
+    )
     async with asyncio.timeout(15):
         answer = await exchange(proxy, payload)
     assert answer.statuses == [200, 200, 200, 200]

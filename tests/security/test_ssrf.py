@@ -47,18 +47,27 @@ SHAPES = [
     pytest.param("GET HTTP://{v}/user/a/x", "", "nowhere", id="absolute-form-caps"),
     pytest.param("GET https://{v}/user/a/x", "", "nowhere", id="absolute-form-https"),
     pytest.param("GET http://h@{v}/user/a/x", "", "nowhere", id="absolute-form-userinfo"),
-    pytest.param("POST http://{v}/user/a/x", "Content-Length: 0\r\n", "nowhere",
-                 id="absolute-form-post"),
+    pytest.param(
+        "POST http://{v}/user/a/x", "Content-Length: 0\r\n", "nowhere", id="absolute-form-post"
+    ),
     pytest.param("OPTIONS http://{v}/", "", "nowhere", id="absolute-options"),
     pytest.param("CONNECT {v}", "", "nowhere", id="connect"),
     pytest.param("CONNECT /user/a/x", "", "nowhere", id="connect-path"),
     pytest.param("GET /user/a/x", "HOST-OVERRIDE", "main", id="host-is-victim"),
     pytest.param("GET /user/a/x", "X-Forwarded-Host: {v}\r\n", "main", id="x-forwarded-host"),
     pytest.param("GET /user/a/x", "Forwarded: host={v};proto=http\r\n", "main", id="forwarded"),
-    pytest.param("GET /user/a/x", "X-Original-URL: http://{v}/\r\nX-Rewrite-URL: //{v}/\r\n",
-                 "main", id="x-original-url"),
-    pytest.param("GET /user/a/x", "X-Forwarded-Port: {p}\r\nX-Forwarded-Server: {h}\r\n",
-                 "main", id="x-forwarded-port"),
+    pytest.param(
+        "GET /user/a/x",
+        "X-Original-URL: http://{v}/\r\nX-Rewrite-URL: //{v}/\r\n",
+        "main",
+        id="x-original-url",
+    ),
+    pytest.param(
+        "GET /user/a/x",
+        "X-Forwarded-Port: {p}\r\nX-Forwarded-Server: {h}\r\n",
+        "main",
+        id="x-forwarded-port",
+    ),
     pytest.param("GET /user/a//{v}/ws", WS, "main", id="websocket-double-slash"),
     pytest.param("GET /user/a/@{v}/ws", WS, "main", id="websocket-at"),
     pytest.param("GET http://{v}/user/a/ws", WS, "nowhere", id="websocket-absolute"),
@@ -77,7 +86,7 @@ SHAPES = [
     pytest.param("GET /user/a/IDE/x", "", "main", id="ide-other-case"),
     pytest.param("GET /user/a/ide/ws", WS, "ide", id="ide-websocket"),
     pytest.param("GET /user/a/ide/..%2F{v}", WS, "ide", id="ide-websocket-encoded"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("line", "extra", "where"), SHAPES)
