@@ -33,7 +33,7 @@ from rproxy.services import Service, VncService
 from rproxy.supervisor import ChildState
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_NO_STORE = {"Cache-Control": "no-store"}
+_NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
 def api_routes(api_prefix: str | None) -> dict[str, Handler]:

@@ -2,7 +2,10 @@
 
 rproxy starts TigerVNC's ``Xvnc`` on a Unix socket in a private 0700 directory, with no TCP
 port (``-rfbport -1``), no X TCP listener and no VNC password: only rproxy can reach the socket,
-and rproxy lets in only who its authentication lets in. When the display answers, the given
+and rproxy lets in only who its authentication lets in. The X display itself is guarded by an
+MIT-MAGIC-COOKIE-1 in that directory (``-auth``): its socket in /tmp/.X11-unix, and the abstract
+socket Linux gives it whatever the file modes, refuse any local process without the cookie; the
+app gets it through ``XAUTHORITY``. When the display answers, the given
 command (without one, a terminal if one is installed) runs on it with ``DISPLAY`` set. Both are
 supervised like any wrapped command: restarted with backoff if they die, stopped with their
 process groups. The bridge (plugins/vnc.py) connects browsers to the socket;
@@ -14,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import shutil
+import struct
 from pathlib import Path
 
 from rproxy.config import DesktopOptions
@@ -62,12 +67,15 @@ class Desktop:
         self.display = free_display(avoid=avoid)  # not one another desktop here has taken
         self.server: Supervisor | None = None
         self.app: Supervisor | None = None
+        self.xauthority: Path | None = None
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         options = self.options
+        self.xauthority = write_xauthority(Path(self.socket_path).parent, self.display)
         argv = (
-            find_xvnc(), f":{self.display}", "-rfbunixpath", self.socket_path,
+            find_xvnc(), f":{self.display}", "-auth", str(self.xauthority),
+            "-rfbunixpath", self.socket_path,
             "-rfbunixmode", "0600", "-rfbport", "-1", "-SecurityTypes", "None",
             "-nolisten", "tcp", "-geometry", options.geometry, "-depth", str(options.depth),
             "-AlwaysShared", "-AcceptSetDesktopSize", "-desktop", "rproxy",
@@ -91,7 +99,7 @@ class Desktop:
             if not app:
                 logger.info("desktop :%d ready, with no app (no terminal found)", self.display)
             return
-        env = {**os.environ, "DISPLAY": f":{self.display}"}
+        env = {**os.environ, "DISPLAY": f":{self.display}", "XAUTHORITY": str(self.xauthority)}
         app_spec = ChildSpec(argv=app, env=env, ready_timeout=options.ready_timeout,
                              stop_grace=self.stop_grace)  # fmt: skip
         self.app = Supervisor(app_spec, _at_once, name="desktop app")
@@ -117,6 +125,22 @@ class Desktop:
         for supervisor in (self.app, self.server):
             if supervisor is not None:
                 await supervisor.stop()
+
+
+def write_xauthority(folder: Path, display: int) -> Path:
+    """An Xauthority file (0600, in the private ``folder``) with a fresh MIT-MAGIC-COOKIE-1 for
+    ``display``, for any address (FamilyWild): what Xvnc's ``-auth`` accepts and Xlib sends."""
+
+    def field(data: bytes) -> bytes:
+        return struct.pack(">H", len(data)) + data
+
+    entry = struct.pack(">H", 0xFFFF) + field(b"") + field(str(display).encode())
+    entry += field(b"MIT-MAGIC-COOKIE-1") + field(secrets.token_bytes(16))
+    path = folder / "Xauthority"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(entry)
+    return path
 
 
 def _default_app() -> tuple[str, ...]:
