@@ -47,7 +47,7 @@ from rproxy.probe import UpstreamProbe
 from rproxy.proxy import handle
 from rproxy.rewriters import registry
 from rproxy.rewriters.base import Rewriter
-from rproxy.server import Runner, raise_open_file_limit
+from rproxy.server import EveryTarget, Runner, raise_open_file_limit
 from rproxy.services import Service, ServiceTable, VncService
 from rproxy.supervisor import ChildState
 from rproxy.upstream import UpstreamPool
@@ -97,7 +97,9 @@ def make_app(
         app.cleanup_ctx.append(_children)
     if config.desktop is not None:
         app.cleanup_ctx.append(_desktop)
-    app.router.add_route("*", "/{tail:.*}", handle)
+    every_target = EveryTarget()
+    app.router.register_resource(every_target)
+    every_target.add_route("*", handle)
     return app
 
 

@@ -79,6 +79,10 @@ async def handle(request: web.Request) -> web.StreamResponse:
 
 
 async def _answer(request: web.Request, timing: RequestTiming) -> web.StreamResponse:
+    if request.version.major != 1:  # llhttp lets HTTP/0.9-style and HTTP/2.0 request lines by
+        response = plain_response(505, "rproxy speaks HTTP/1.1 and HTTP/1.0.")
+        response.force_close()
+        return response
     services = request.app[SERVICES]
     main = services.main
     route = main.urls.route(request.raw_path)

@@ -54,6 +54,18 @@ def _explanation(exc: BaseException | None) -> str:
     return "The request is not valid HTTP/1.1."
 
 
+class EveryTarget(web.DynamicResource):
+    """The one route: every request target in any form (origin, absolute, authority, asterisk;
+    any byte in the path) reaches rproxy's handler, whose URL policy decides (urls.py), so no
+    request gets a page aiohttp's router wrote."""
+
+    def __init__(self) -> None:
+        super().__init__("/{target}")
+
+    def _match(self, path: str) -> dict[str, str]:
+        return {"target": path}
+
+
 class _Handler(RequestHandler):
     """aiohttp's connection protocol with fixed error pages and a deadline on stalled readers."""
 

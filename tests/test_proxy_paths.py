@@ -23,7 +23,7 @@ async def _raw_path(request: web.Request) -> web.Response:
 def _path_echo() -> web.Application:
     app = web.Application()
     app[SEEN] = []
-    app.router.add_route("*", "/{tail:.*}", _raw_path)
+    app.router.add_route("*", r"/{tail:[\s\S]*}", _raw_path)
     return app
 
 
@@ -44,6 +44,7 @@ async def _get(proxy: URL, target: str, method: str = "GET", extra: str = "") ->
         pytest.param(PREFIX + "a#frag", "/a", id="fragment-dropped"),
         pytest.param(PREFIX + "/evil.example/x", "//evil.example/x", id="double-slash"),
         pytest.param(PREFIX + "@evil.example/", "/@evil.example/", id="at-sign"),
+        pytest.param(PREFIX + "a%0Ab%0D", "/a%0Ab%0D", id="encoded-line-breaks"),
     ],
 )  # fmt: skip
 async def test_path_and_query_are_forwarded_exactly(

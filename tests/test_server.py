@@ -65,6 +65,25 @@ async def upstream(start_upstream: StartUpstream) -> tuple[Upstream, URL]:
 
 
 @pytest.mark.parametrize(
+    "request_line",
+    [
+        pytest.param(b"GET /x", id="no-version"),
+        pytest.param(b"GET /x HTTP/0.9", id="http-0.9"),
+        pytest.param(b"GET /x HTTP/2.0", id="http-2.0"),
+    ],
+)
+async def test_request_lines_of_other_http_versions_get_505(
+    upstream: tuple[Upstream, URL], start_proxy: StartProxy, request_line: bytes
+) -> None:
+    recorder, upstream_url = upstream
+    proxy = await start_proxy(upstream_url)
+    raw = await raw_exchange(proxy, request_line + b"\r\nHost: x\r\n\r\n")
+    assert status_of(raw) == 505
+    assert raw.endswith(b"rproxy speaks HTTP/1.1 and HTTP/1.0.\n")
+    assert recorder.requests == 0
+
+
+@pytest.mark.parametrize(
     "request_bytes",
     [
         pytest.param(b"G" + MARKUP + b" / HTTP/1.1\r\nHost: x\r\n\r\n", id="markup-in-method"),

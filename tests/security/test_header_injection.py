@@ -59,8 +59,7 @@ async def test_encoded_crlf_in_a_redirect_target_stays_encoded(
     )
     async with asyncio.timeout(15):
         answer = await exchange(proxy, _request(target))
-    # 404: aiohttp's router, whose pattern does not match a decoded path with a line break
-    assert answer.statuses in ([307], [404])
+    assert answer.statuses == [307]  # every target, line breaks included, reaches rproxy
     _no_injected_line(answer.head)
     for location in answer.headers("Location"):
         assert b"\r" not in location
@@ -85,8 +84,8 @@ async def test_raw_crlf_in_a_target_never_reaches_a_header(
     async with asyncio.timeout(15):
         answer = await exchange(proxy, _request(target))
     # a bare CR or NUL is a 400; CRLF ends the request line there (llhttp then reads an HTTP/0.9
-    # style "GET /user/a?" whose headers are the rest): either way no response header has it
-    assert answer.statuses in ([400], [307])
+    # style "GET /user/a?" whose headers are the rest: 505): either way no response header has it
+    assert answer.statuses in ([400], [505])
     _no_injected_line(answer.head)
     assert recorder.connections == 0
 
