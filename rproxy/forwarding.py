@@ -11,7 +11,10 @@ passes unchanged. No I/O happens here.
 
 Identity is rproxy's to state: the JupyterHub user goes upstream as ``X-CDSDASHBOARDS-JH-USER`` and
 the ``CDSDASHBOARDS_JH_USER`` query parameter only when configured, and a client's own copies of
-either are always removed first. rproxy's own cookies (its login) are not passed on to the app.
+either are always removed first. The headers through which authenticating proxies name a user to
+apps that trust them (``Remote-User``, ``X-Forwarded-User``, ``X-Auth-Request-*``,
+``X-WEBAUTH-USER``, ...) pass only from a trusted proxy, like ``X-Forwarded-*``: a client cannot
+name itself to an app that believes them. rproxy's own cookies (its login) are not passed on.
 """
 
 from __future__ import annotations
@@ -55,7 +58,27 @@ _REQUEST_ONLY_DROPPED = frozenset(
     }
 )
 
+_IDENTITY = frozenset(  # set by authenticating proxies (oauth2-proxy, Apache, nginx auth_request)
+    {
+        "remote-user",
+        "x-remote-user",
+        "x-forwarded-user",
+        "x-forwarded-email",
+        "x-forwarded-groups",
+        "x-forwarded-preferred-username",
+        "x-forwarded-access-token",
+        "x-auth-request-user",
+        "x-auth-request-email",
+        "x-auth-request-groups",
+        "x-auth-request-preferred-username",
+        "x-auth-request-access-token",
+        "x-webauth-user",
+        "x-webauth-email",
+    }
+)
+
 _REQUEST_DROPPED = _HOP_BY_HOP | _REQUEST_ONLY_DROPPED
+_UNTRUSTED_DROPPED = _REQUEST_DROPPED | _IDENTITY
 _PLAIN_CONNECTION = frozenset({"keep-alive", "close", "upgrade"})
 
 Headers = CIMultiDictProxy[str] | CIMultiDict[str]
@@ -119,12 +142,12 @@ def upstream_request_headers(
     upstream_host: str,
 ) -> CIMultiDict[str]:
     """The headers to send upstream for a request that arrived with ``incoming``."""
-    out = _without(incoming, hop_by_hop(incoming, _REQUEST_DROPPED))
     if trusted.count or trusted.networks:
         forwarded_for = _values(incoming, "X-Forwarded-For")
         hops = _trusted_hops(forwarded_for, client.peer, trusted)
     else:
         forwarded_for, hops = [], 0
+    out = _without(incoming, hop_by_hop(incoming, _REQUEST_DROPPED if hops else _UNTRUSTED_DROPPED))
     chain = forwarded_for[-hops:] if hops and len(forwarded_for) >= hops else []
     chain.append(client.peer)
     out["X-Forwarded-For"] = ", ".join(chain)

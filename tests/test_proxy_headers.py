@@ -50,11 +50,16 @@ X-Real-IP: 6.6.6.6
 Forwarded: for=6.6.6.6
 Cookie: a=1; b=2
 Authorization: token t
+Remote-User: admin
+X-Forwarded-User: admin
+X-Auth-Request-Email: admin@example.org
+X-WEBAUTH-USER: admin
 X-App: kept
 """
+IDENTITY = ("Remote-User", "X-Forwarded-User", "X-Auth-Request-Email", "X-WEBAUTH-USER")
 
 
-async def test_request_hop_by_hop_and_spoofed_forwarding_headers_are_dropped(
+async def test_hop_by_hop_spoofed_forwarding_and_identity_headers_are_dropped(
     header_echo: URL, start_proxy: StartProxy
 ) -> None:
     seen = await _seen(await start_proxy(header_echo), SPOOFING_REQUEST)
@@ -67,6 +72,7 @@ async def test_request_hop_by_hop_and_spoofed_forwarding_headers_are_dropped(
         "X-Real-IP",
         "Forwarded",
         "X-Forwarded-Prefix",
+        *IDENTITY,
     ):
         assert dropped not in seen, dropped
     assert seen.getall("X-Forwarded-For") == ["127.0.0.1"]
@@ -88,6 +94,7 @@ async def test_trusted_proxies_pass_their_forwarding_headers_on(
     assert seen["X-Forwarded-Proto"] == "https"
     assert seen["X-Forwarded-Host"] == "evil.example"
     assert seen["X-Forwarded-Prefix"] == "/evil/user/a"
+    assert [seen[name] for name in IDENTITY] == ["admin", "admin", "admin@example.org", "admin"]
 
 
 async def test_prefix_headers_name_the_public_prefix(
