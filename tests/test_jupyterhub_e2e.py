@@ -181,9 +181,14 @@ async def _user_model(admin: aiohttp.ClientSession, hub: Hub, user: str) -> Any:
         return await response.json()
 
 
-async def _token(admin: aiohttp.ClientSession, hub: Hub, user: str) -> str:
+async def _token(
+    admin: aiohttp.ClientSession, hub: Hub, user: str, scopes: list[str] | None = None
+) -> str:
     await _ensure_user(hub, admin, user)
-    async with admin.post(hub.api(f"users/{user}/tokens"), json={"note": "test"}) as response:
+    model: dict[str, Any] = {"note": "test"}
+    if scopes is not None:
+        model["scopes"] = scopes
+    async with admin.post(hub.api(f"users/{user}/tokens"), json=model) as response:
         assert response.status == 201, await response.text()
         return str((await response.json())["token"])
 
@@ -233,6 +238,8 @@ async def test_others_are_refused_on_http_and_websocket(
     await _start(hub, admin, "alice")
     bob = await _token(admin, hub, "bob")
     alice = await _token(admin, hub, "alice")
+    # alice's own token, but without access to her server; and the hub admin service's token
+    narrow = await _token(admin, hub, "alice", scopes=["read:users:name!user=alice"])
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as anon:
         async with anon.get(hub.url / "user/alice/", allow_redirects=False) as response:
             assert response.status == 403  # an API client: no redirect to a login page
@@ -242,12 +249,13 @@ async def test_others_are_refused_on_http_and_websocket(
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
             await anon.ws_connect(hub.url / "user/alice/ws")
         assert refused.value.status == 403
-        as_bob = {"Authorization": f"token {bob}"}
-        async with anon.get(hub.url / "user/alice/", headers=as_bob) as response:
-            assert response.status == 403
-        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-            await anon.ws_connect(hub.url / "user/alice/ws", headers=as_bob)
-        assert refused.value.status == 403
+        for token in (bob, narrow, ADMIN_TOKEN):
+            as_other = {"Authorization": f"token {token}"}
+            async with anon.get(hub.url / "user/alice/", headers=as_other) as response:
+                assert response.status == 403
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await anon.ws_connect(hub.url / "user/alice/ws", headers=as_other)
+            assert refused.value.status == 403
         as_alice = {"Authorization": f"token {alice}"}
         async with anon.get(hub.url / "user/alice/api/status", headers=as_alice) as response:
             assert response.status == 200
