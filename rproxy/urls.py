@@ -209,7 +209,10 @@ class UrlMapper:
         if not ours or parsed.user is not None:
             return original
         rest = parsed.raw_path_qs + (f"#{parsed.raw_fragment}" if parsed.raw_fragment else "")
-        return self.to_public(rest if rest.startswith("/") else "/" + rest)
+        rest = rest if rest.startswith("/") else "/" + rest
+        if rest[1:2] in ("/", "\\"):  # an empty first segment: as "//x" it would name a host
+            return self.prefix + rest[1:] if self.prefix != "/" else "/." + rest
+        return self.to_public(rest)
 
     @property
     def public_prefix(self) -> str:
