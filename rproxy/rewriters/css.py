@@ -13,6 +13,7 @@ a larger one passes through unchanged.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -28,6 +29,7 @@ from rproxy.rewriters.buffered import buffered
 Mapper = Callable[[str], str]
 _BOM = b"\xef\xbb\xbf"
 _IMAGE_SETS = frozenset({"image-set", "-webkit-image-set"})
+_ESCAPED_MARKUP = re.compile(r"(?<!\\)((?:\\\\)*)\\([<>])")
 
 
 class CssRewriter:
@@ -58,7 +60,9 @@ def rewrite_css(css: str, mapper: Mapper) -> str:
     """
     nodes = tinycss2.parse_component_value_list(css, skip_comments=False)
     rewritten: str = tinycss2.serialize(_rewrite_nodes(nodes, mapper))
-    return rewritten
+    # tinycss2 writes an escaped "<" or ">" in an identifier (``\3c /style\3e``) as ``\<`` and
+    # ``\>``: a literal "</style" that would end the <style> element this CSS is embedded in.
+    return _ESCAPED_MARKUP.sub(lambda m: m[1] + ("\\3c " if m[2] == "<" else "\\3e "), rewritten)
 
 
 def _rewrite_nodes(nodes: list[Any], mapper: Mapper) -> list[Any]:
