@@ -201,7 +201,7 @@ class UrlMapper:
         try:
             parsed = URL(absolute)
             authority = parsed.raw_authority.lower()
-        except ValueError:
+        except (ValueError, IndexError):  # yarl raises IndexError for "http://[::1]@"
             return original
         ours = authority == self.upstream.raw_authority.lower() or (
             public_host is not None and authority == public_host.lower()
