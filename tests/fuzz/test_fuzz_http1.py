@@ -137,6 +137,7 @@ def _check_framing(head: bytes, head_request: bool) -> tuple[Any, Framing, int] 
         assert codings[-1].rsplit(",", 1)[-1].strip().lower() == "chunked"
     elif framing is Framing.CLOSE:
         assert not lengths
+        assert not codings or codings[-1].rsplit(",", 1)[-1].strip().lower() != "chunked"
     else:
         assert head_request or parsed.status < 200 or parsed.status in (204, 304)
     return parsed, framing, length

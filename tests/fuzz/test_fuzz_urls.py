@@ -99,6 +99,8 @@ def _scheme_quirk(url: str) -> bool:
 @example(("/", "http://127.0.0.1:8888//evil.example/x"), "", None, "http")
 @example(("/", "//127.0.0.1:8888/\t/evil.example"), "", None, "https")
 @example(("/p/", "https://hub.example/\\/evil.example"), "", PUBLIC_HOST, "https")
+@example(("/", "//[::1]:8888@"), "", PUBLIC_HOST, "https")
+@example(("/", "http://[::1]@/x"), "", None, "http")
 def test_same_origin_never_becomes_cross_origin_nor_leaves_the_prefix(
     pair: tuple[str, str], base: str, host: str | None, public_scheme: str
 ) -> None:
