@@ -29,6 +29,7 @@ from rproxy.rewriters.buffered import buffered
 Mapper = Callable[[str], str]
 _BOM = b"\xef\xbb\xbf"
 _IMAGE_SETS = frozenset({"image-set", "-webkit-image-set"})
+_NON_PRINTABLE = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f]")
 _ESCAPED_MARKUP = re.compile(r"(?<!\\)((?:\\\\)*)\\([<>])")
 
 
@@ -103,7 +104,9 @@ def _first_string_rewritten(nodes: list[Any], mapper: Mapper) -> list[Any]:
 
 def _url_token(token: ast.URLToken, mapper: Mapper) -> ast.URLToken:
     url = mapper(token.value)
-    representation = f"url({_no_markup(serialize_url(url))})"
+    # serialize_url leaves non-printable characters raw: in an unquoted url() they make a bad URL
+    serialized = _NON_PRINTABLE.sub(lambda m: f"\\{ord(m[0]):x} ", serialize_url(url))
+    representation = f"url({_no_markup(serialized)})"
     return ast.URLToken(token.source_line, token.source_column, url, representation)
 
 
