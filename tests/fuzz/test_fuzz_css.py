@@ -137,6 +137,8 @@ def _mappers(prefix: str) -> Iterator[Callable[[str], str]]:
 @given(sheet=stylesheets())
 @example(sheet=("/p/", "a{b:url('\\3c /style\\3e')}"))
 @example(sheet=("/p/", "@import '/a.css' screen, '/b.css';"))
+@example(sheet=("/", "url(https:/\\evil.example\\@127.0.0.1:8888)"))
+@example(sheet=("/p/", "a{b:url(/\\1 x)}"))
 @example(sheet=("/p/", "a{b:\\3c /style\\3e \\3c img src=x onerror=alert(1)\\3e}"))
 @example(sheet=("/p/", "a{b:\\\\<x \\\\\\3c}"))
 def test_only_url_values_change_and_exactly_as_the_mapper_says(sheet: tuple[str, str]) -> None:
