@@ -201,7 +201,7 @@ class UrlMapper:
         try:
             parsed = URL(absolute)
             authority = parsed.raw_authority.lower()
-        except ValueError:
+        except (ValueError, IndexError):  # yarl raises IndexError for "http://[::1]@"
             return original
         ours = authority == self.upstream.raw_authority.lower() or (
             public_host is not None and authority == public_host.lower()
@@ -210,7 +210,7 @@ class UrlMapper:
             return original
         rest = parsed.raw_path_qs + (f"#{parsed.raw_fragment}" if parsed.raw_fragment else "")
         rest = rest if rest.startswith("/") else "/" + rest
-        if rest.startswith("//"):  # a path that, alone, would read as scheme-relative: another host
+        if rest[1:2] in ("/", "\\"):  # an empty first segment: as "//x" it would name a host
             return self.prefix + rest[1:] if self.prefix != "/" else "/." + rest
         return self.to_public(rest)
 

@@ -13,6 +13,7 @@ a larger one passes through unchanged.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -28,6 +29,8 @@ from rproxy.rewriters.buffered import buffered
 Mapper = Callable[[str], str]
 _BOM = b"\xef\xbb\xbf"
 _IMAGE_SETS = frozenset({"image-set", "-webkit-image-set"})
+_NON_PRINTABLE = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f]")
+_ESCAPED_MARKUP = re.compile(r"(?<!\\)((?:\\\\)*)\\([<>])")
 
 
 class CssRewriter:
@@ -58,7 +61,9 @@ def rewrite_css(css: str, mapper: Mapper) -> str:
     """
     nodes = tinycss2.parse_component_value_list(css, skip_comments=False)
     rewritten: str = tinycss2.serialize(_rewrite_nodes(nodes, mapper))
-    return rewritten
+    # tinycss2 writes an escaped "<" or ">" in an identifier (``\3c /style\3e``) as ``\<`` and
+    # ``\>``: a literal "</style" that would end the <style> element this CSS is embedded in.
+    return _ESCAPED_MARKUP.sub(lambda m: m[1] + ("\\3c " if m[2] == "<" else "\\3e "), rewritten)
 
 
 def _rewrite_nodes(nodes: list[Any], mapper: Mapper) -> list[Any]:
@@ -99,7 +104,9 @@ def _first_string_rewritten(nodes: list[Any], mapper: Mapper) -> list[Any]:
 
 def _url_token(token: ast.URLToken, mapper: Mapper) -> ast.URLToken:
     url = mapper(token.value)
-    representation = f"url({_no_markup(serialize_url(url))})"
+    # serialize_url leaves non-printable characters raw: in an unquoted url() they make a bad URL
+    serialized = _NON_PRINTABLE.sub(lambda m: f"\\{ord(m[0]):x} ", serialize_url(url))
+    representation = f"url({_no_markup(serialized)})"
     return ast.URLToken(token.source_line, token.source_column, url, representation)
 
 

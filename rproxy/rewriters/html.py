@@ -17,6 +17,7 @@ import json
 import re
 from collections.abc import Callable
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 import lxml.html
 from lxml import etree
@@ -50,6 +51,8 @@ _CONTENT_TAGS = ("style", "meta", "script")
 _DOCUMENT = re.compile(rb"<(?:!doctype|html|head|body)[\s>]", re.IGNORECASE)
 _DOCTYPE = re.compile(rb"<!doctype[\s>]", re.IGNORECASE)
 _META_CHARSET = re.compile(rb"<meta[^>]+charset", re.IGNORECASE)
+# What lxml's parser keeps from a page but its API refuses to set: C0 controls, U+FFFE, U+FFFF.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 class HtmlParsers:
@@ -162,6 +165,10 @@ def _rewrite_tree(root: Any, ctx: RewriteContext) -> None:
             else:
                 continue
             if new != value:
+                if _NOT_XML.search(new):  # percent-encoded, as browsers request them
+                    if name == "style":
+                        continue
+                    new = _NOT_XML.sub(lambda m: quote(m[0], safe=""), new)
                 element.set(name, new)
     for element in root.iter(*_CONTENT_TAGS):
         _rewrite_content(element, ctx)
@@ -170,10 +177,12 @@ def _rewrite_tree(root: Any, ctx: RewriteContext) -> None:
 def _rewrite_content(element: Any, ctx: RewriteContext) -> None:
     tag = element.tag
     if tag == "style" and element.text:
-        element.text = rewrite_css(element.text, ctx.public_url)
+        css = rewrite_css(element.text, ctx.public_url)
+        if not _NOT_XML.search(css):  # else the block stays as the page wrote it
+            element.text = css
     elif tag == "meta" and element.get("http-equiv", "").lower() == "refresh":
         content = element.get("content")
-        if content is not None:
+        if content is not None and not _NOT_XML.search(content):
             element.set("content", rewrite_refresh(content, ctx))
     elif tag == "script" and element.get("type", "").lower() == "importmap" and element.text:
         element.text = _rewrite_import_map(element.text, ctx)
