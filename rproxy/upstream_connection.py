@@ -150,7 +150,7 @@ class UpstreamResponse:
         self._head_request = head_request
         self._read_timeout = read_timeout
         self._loop = asyncio.get_running_loop()
-        self._pending = b""  # bytes of an unfinished head
+        self._pending = bytearray()  # bytes of an unfinished head, grown in place
         self.status = 0
         self.reason = ""
         self.headers: CIMultiDict[str] = CIMultiDict()
@@ -176,11 +176,14 @@ class UpstreamResponse:
         else:
             self._feed_body(data)
 
-    def _feed_head(self, data: Chunk) -> None:
-        start = 0
-        if self._pending:  # a head split across reads (rare): join them
-            start = max(0, len(self._pending) - 3)
-            data, self._pending = self._pending + data, b""
+    def _feed_head(self, data: Chunk | bytearray) -> None:
+        start = fresh = 0  # where to look for the head's end; where the bytes not yet checked begin
+        if self._pending:  # a head split across reads (rare): grow it in place, look at the new
+            joined, self._pending = self._pending, bytearray()
+            fresh = len(joined)
+            start = max(0, fresh - 3)
+            joined += data
+            data = joined
         # a view from buffer_updated starts at its buffer's first byte: search the buffer
         haystack = cast("bytearray", data.obj) if isinstance(data, memoryview) else data
         pos = 0
@@ -207,7 +210,8 @@ class UpstreamResponse:
             self._framing = framing
             if framing is Framing.CHUNKED:
                 self._parser = chunked_parser(self)
-            rest = data[pos:] if pos < len(data) else b""
+            rest = bytes(data[pos:]) if isinstance(data, bytearray) else data[pos:]
+            rest = rest if pos < len(data) else b""
             if framing is Framing.NONE or (framing is Framing.LENGTH and not self._remaining):
                 if rest:  # bytes after a response without a body: not a response of ours
                     self._keep_alive = False
@@ -216,10 +220,14 @@ class UpstreamResponse:
                 self._feed_body(rest)
             self._wake()
             return
-        pending = bytes(data[pos:])
+        if isinstance(data, bytearray) and not pos:
+            pending = data  # still one unfinished head: no copy
+        else:
+            pending, fresh = bytearray(data[pos:]), max(0, fresh - pos)
         if len(pending) > MAX_HEAD_BYTES:
             self._fail(BadUpstreamResponse(f"the response head is over {MAX_HEAD_BYTES} bytes"))
-        elif pending.count(b"\n") != pending.count(b"\r\n"):  # it would never end in CRLF CRLF
+        # only the new bytes (and the CR that may pair with their first LF) are checked
+        elif pending.count(b"\n", fresh) != pending.count(b"\r\n", max(0, fresh - 1)):
             self._fail(BadUpstreamResponse("the response head has a bare LF line end"))
         else:
             self._pending = pending
