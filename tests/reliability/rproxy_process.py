@@ -72,6 +72,13 @@ class RproxyProcess:
                 return int(line.split()[1]) * 1024
         raise AssertionError("no VmRSS")
 
+    def open_files_limit(self) -> int:
+        """rproxy's soft RLIMIT_NOFILE."""
+        for line in Path(f"/proc/{self.pid}/limits").read_text().splitlines():
+            if line.startswith("Max open files"):
+                return int(line.split()[3])
+        raise AssertionError("no open files limit")
+
     async def metrics(self, http: aiohttp.ClientSession) -> dict[str, float]:
         """rproxy's unlabelled Prometheus samples, by name."""
         async with http.get(self.url / "api/metrics", headers={"Connection": "close"}) as resp:
