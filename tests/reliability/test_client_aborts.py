@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 import pytest
 from aiohttp import web
-from rproxy_process import MiB, RproxyProcess, rproxy_process
+from reliability_support import MiB, RproxyProcess, rproxy_process
 from support import StartUpstream
 
 _WARM_UP, _ABORTS, _BATCH = 2000, 2000, 50

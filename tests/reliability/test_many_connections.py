@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager, contextmanager
 import aiohttp
 import pytest
 from aiohttp import web
-from rproxy_process import MiB, rproxy_process
+from reliability_support import MiB, rproxy_process
 from support import StartUpstream
 
 _IDLE, _LOAD, _LOAD_CONNECTIONS, _BATCH = 5000, 2000, 50, 100

@@ -17,17 +17,13 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from reliability_support import halves_body
 from support import CHILD, StartProxy, alive, ready, running
 
 from rproxy.supervisor import ChildState
 
 _CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
 _LENGTH_HEAD = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"
-
-
-def _halves_body(size: int) -> bytes:
-    """What tests/apps/child_app.py's /halves sends: byte i is i % 251."""
-    return (bytes(range(251)) * (size // 251 + 1))[:size]
 
 
 @pytest.mark.parametrize(
@@ -96,7 +92,7 @@ async def test_a_child_killed_mid_response_is_restarted_and_serves_again(
                 assert resp.status == 200
                 assert resp.headers["Content-Length"] == str(size)
                 got = await resp.content.readexactly(size // 2)
-                assert got == _halves_body(size)[: size // 2]
+                assert got == halves_body(size)[: size // 2]
             os.kill(first, signal.SIGKILL)
             for resp in responses:
                 with pytest.raises(aiohttp.ClientPayloadError):
@@ -119,4 +115,4 @@ async def test_a_child_killed_mid_response_is_restarted_and_serves_again(
             assert resp.status == 200
             assert await resp.json() == supervisor.pid != first
         async with http.get(url.with_path("/halves").with_query(size=size, gate=__file__)) as resp:
-            assert await resp.read() == _halves_body(size), "the new child serves whole bodies"
+            assert await resp.read() == halves_body(size), "the new child serves whole bodies"

@@ -1,6 +1,7 @@
-"""rproxy as a separate process, for tests that measure it: its descriptors, memory and metrics.
+"""Helpers of the reliability tests: rproxy as a separate process, and the child app's bodies.
 
-Unlike tests/test_cli.py, which reads rproxy's stderr line by line itself, ``rproxy_process``
+``rproxy_process`` runs rproxy as its own process, for tests that measure it: its descriptors,
+memory and metrics. Unlike tests/test_cli.py, which reads rproxy's stderr line by line itself, ``rproxy_process``
 drains stderr in the background from the start (a test that makes rproxy log thousands of lines
 must never block it on a full pipe) and lets the test wait for a line.
 """
@@ -113,3 +114,8 @@ async def rproxy_process(*args: str) -> AsyncIterator[RproxyProcess]:
                 process.kill()
         await process.wait()
         await running._reader
+
+
+def halves_body(size: int) -> bytes:
+    """What tests/apps/child_app.py's /halves sends: byte i is i % 251."""
+    return (bytes(range(251)) * (size // 251 + 1))[:size]
