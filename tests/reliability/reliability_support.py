@@ -1,9 +1,9 @@
 """Helpers of the reliability tests: rproxy as a separate process, and the child app's bodies.
 
 ``rproxy_process`` runs rproxy as its own process, for tests that measure it: its descriptors,
-memory and metrics. Unlike tests/test_cli.py, which reads rproxy's stderr line by line itself, ``rproxy_process``
-drains stderr in the background from the start (a test that makes rproxy log thousands of lines
-must never block it on a full pipe) and lets the test wait for a line.
+memory and metrics. Unlike tests/test_cli.py, which reads rproxy's stderr line by line itself,
+it drains stderr in the background from the start (a test that makes rproxy log thousands of
+lines must never block it on a full pipe) and lets the test wait for a line.
 """
 
 from __future__ import annotations
