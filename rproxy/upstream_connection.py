@@ -8,7 +8,8 @@ bodies go through llhttp. A response's unread bytes are capped (``_HIGH_WATER``)
 connection stops reading until the client has taken them, so a slow client slows the upstream
 instead of filling memory. When a response is complete the connection goes back to its owner
 (the pool) if both sides said keep-alive, and is closed otherwise.
-Failures while reading surface as TimeoutError or BadUpstreamResponse.
+Failures while reading surface as TimeoutError or BadUpstreamResponse, or as the error the pool
+ended the response with (``fail``).
 """
 
 from __future__ import annotations
@@ -302,6 +303,10 @@ class UpstreamResponse:
     def _reusable_no_more(self) -> None:
         self._keep_alive = False
         self._connection.close()
+
+    def fail(self, exc: BaseException) -> None:
+        """End this response with ``exc`` for its reader, unless it is complete already."""
+        self._fail(exc)
 
     def _fail(self, exc: BaseException) -> None:
         if self._done:
