@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import random
 
 import aiohttp
@@ -28,6 +29,7 @@ _HANGING = 5
     [
         pytest.param("/silent", 0, id="before-the-head"),
         pytest.param("/silent", 256 * 1024, id="before-the-head-after-an-upload"),
+        pytest.param("/silent", 16 * 1024 * 1024, id="upload-never-read"),
         pytest.param("/stall-length", 0, id="mid-body-content-length"),
         pytest.param("/stall-chunked", 0, id="mid-body-chunked"),
     ],
@@ -84,7 +86,7 @@ async def test_a_silent_upstream_times_out_and_other_requests_are_unaffected(
     proxy = await start_proxy(await start_upstream(app), request_timeout=_TIMEOUT)
 
     async def hanging() -> tuple[int, bytes | type[Exception]]:
-        method, data = ("POST", b"u" * upload) if upload else ("GET", None)
+        method, data = ("POST", io.BytesIO(b"u" * upload)) if upload else ("GET", None)
         async with http.request(method, proxy / path[1:], data=data) as resp:
             try:
                 return resp.status, await resp.read()
@@ -114,17 +116,18 @@ async def test_a_silent_upstream_times_out_and_other_requests_are_unaffected(
 
     streaming_started = asyncio.Event()
     try:
-        async with asyncio.timeout(30):
-            others = asyncio.gather(quick_requests(), streaming())
+        async with asyncio.timeout(30), asyncio.TaskGroup() as group:
+            quick = group.create_task(quick_requests())
+            stream = group.create_task(streaming())
             await streaming_started.wait()  # the stream starts before the silent requests
-            hung = [asyncio.create_task(hanging()) for _ in range(_HANGING)]
+            hung = [group.create_task(hanging()) for _ in range(_HANGING)]
             for _ in range(_HANGING):
                 await arrived.get()
             results = await asyncio.gather(*hung)
             finished.set()
-            quick_count, (received, digest) = await others
     finally:
         release.set()
+    quick_count, (received, digest) = quick.result(), stream.result()
     if path == "/silent":
         for status, body in results:
             assert status == 504
