@@ -1,8 +1,9 @@
 """An upstream that goes silent, while other requests go on through the same rproxy.
 
 Proves: ``request_timeout`` (``--request-timeout``) bounds every wait on the upstream; silence
-before the response head gives a 504 page, silence in the middle of a body aborts the client's
-response (never passed off as complete); and requests in flight at the same time, to the same
+before the response head gives a 504 page (also when the upstream never reads a 16 MiB upload),
+silence in the middle of a body aborts the client's response (never passed off as complete); and
+requests in flight at the same time, to the same
 upstream, are unaffected: short requests keep being answered, and a stream whose chunks keep
 coming completes byte for byte although it lasts longer than the timeout (the timeout is per
 wait, not per response).
