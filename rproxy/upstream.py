@@ -10,9 +10,11 @@ request gets the failure. With a connection limit, a request waits for a free co
 as opening one may take.
 
 Timeouts: ``connect`` for opening a connection (or waiting for a free one), ``read`` for each
-wait on the upstream (the head, each body chunk, each drain of an upload). Failures surface as
-OSError (connecting), TimeoutError, BadUpstreamResponse (anything after the request went out), or
-RequestBodyBroken when the client's body broke off (the upstream is not to blame).
+wait on the upstream (the head, each body chunk, each drain of an upload); an upload the upstream
+keeps taking is no silence, so the wait for the head lasts as long as the upload moves.
+Failures surface as OSError (connecting), TimeoutError, BadUpstreamResponse (anything after the
+request went out), or RequestBodyBroken when the client's body broke off (not the upstream's
+doing).
 This module knows nothing of aiohttp's server side, headers policy or rewriting.
 """
 
@@ -133,6 +135,7 @@ class UpstreamPool:
                     else:
                         transport.write(chunk)
                     await connection.drain(self._timeouts.read)
+                    response.upload_moved()
             if chunked and not connection.lost:
                 transport.write(b"0\r\n\r\n")
         except (BadUpstreamResponse, TimeoutError):

@@ -6,7 +6,8 @@ silence in the middle of a body aborts the client's response (never passed off a
 requests in flight at the same time, to the same
 upstream, are unaffected: short requests keep being answered, and a stream whose chunks keep
 coming completes byte for byte although it lasts longer than the timeout (the timeout is per
-wait, not per response).
+wait, not per response). Likewise an upload that the upstream keeps reading is not cut by the
+timeout, however long it lasts before the upstream answers.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import asyncio
 import hashlib
 import io
 import random
+import time
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -139,3 +142,35 @@ async def test_a_silent_upstream_times_out_and_other_requests_are_unaffected(
     assert quick_count >= 1
     assert received >= 1024
     assert digest == streamed.hexdigest(), "the stream lasting past the timeout arrived whole"
+
+
+async def test_an_upload_outlasting_the_timeout_is_not_cut_while_its_bytes_flow(
+    start_upstream: StartUpstream, start_proxy: StartProxy, http: aiohttp.ClientSession
+) -> None:
+    acks: asyncio.Queue[None] = asyncio.Queue()
+    rng = random.Random(7)
+
+    async def upload(request: web.Request) -> web.Response:
+        """Read the upload as it comes, asking for each next piece; answer only at its end."""
+        digest = hashlib.sha256()
+        async for chunk in request.content.iter_any():
+            digest.update(chunk)
+            acks.put_nowait(None)
+        return web.Response(text=digest.hexdigest())
+
+    sent = hashlib.sha256()
+
+    async def body() -> AsyncIterator[bytes]:
+        until = time.monotonic() + 2.5 * _TIMEOUT  # the upload lasts well past the timeout
+        while time.monotonic() < until:
+            piece = rng.randbytes(1024)
+            sent.update(piece)
+            yield piece
+            await acks.get()  # the upstream has it: no wait here is the upstream's silence
+
+    app = web.Application()
+    app.router.add_post("/upload", upload)
+    proxy = await start_proxy(await start_upstream(app), request_timeout=_TIMEOUT)
+    async with asyncio.timeout(30), http.post(proxy / "upload", data=body()) as resp:
+        assert resp.status == 200, await resp.text()
+        assert await resp.text() == sent.hexdigest()
