@@ -5,9 +5,9 @@ aborted exchanges leave it with no more descriptors than before, no upstream con
 (``rproxy_upstream_connections`` is 0), every upstream handler finished (rproxy dropped its side),
 and resident memory within 20 MiB of where it was; it then still answers. A client leaving is
 no failure of rproxy's or the upstream's: nothing is logged above INFO (an upload broken off is
-not a 502 blamed on the upstream). Each abort happens
-while rproxy is provably mid-body: the upstream holds back the rest of a download until the client
-has gone, and a client leaves an upload only once the upstream has read part of it.
+not a 502 blamed on the upstream). Each abort happens while rproxy is provably mid-body: the
+upstream holds back the rest of a download until the client has gone, and a client leaves an
+upload only once the upstream has read part of it.
 """
 
 from __future__ import annotations
