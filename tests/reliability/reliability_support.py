@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
+from support import terminate
 from yarl import URL
 
 _LISTENING = re.compile(rb"rproxy listening on (http://127\.0\.0\.1:\d+)")
@@ -106,13 +107,7 @@ async def rproxy_process(*args: str) -> AsyncIterator[RproxyProcess]:
         running.url = URL(match.group(1).decode())
         yield running
     finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), timeout=20)
-            except TimeoutError:
-                process.kill()
-        await process.wait()
+        await terminate(process)
         await running._reader
 
 
