@@ -4,6 +4,7 @@
     ├── ConfigError            bad settings; start-up stops with the message
     │   └── PrefixError        a URL prefix that could break out of a URL, attribute or header
     ├── BadUpstreamResponse    the upstream's bytes are not a valid HTTP/1.1 response, or stop short
+    ├── RequestBodyBroken      the client's request body broke off while it was forwarded: 400
     └── UpstreamError          the upstream could not answer a request
         ├── UpstreamUnavailable   connection refused, reset or closed before a response: 502
         └── UpstreamTimeout       no connection or no bytes within the configured time: 504
@@ -33,6 +34,11 @@ class PrefixError(ConfigError):
 
 class BadUpstreamResponse(RproxyError):
     """The upstream sent something that is not a valid HTTP/1.1 response, or broke one off."""
+
+
+class RequestBodyBroken(RproxyError):
+    """The client's request body broke off (the client went away, or its framing broke) while it
+    was being forwarded: the client's failure, not the upstream's."""
 
 
 class UpstreamError(RproxyError):

@@ -20,6 +20,7 @@ from rproxy import pages
 from rproxy.command import valid_origin_host
 from rproxy.errors import (
     BadUpstreamResponse,
+    RequestBodyBroken,
     UpstreamError,
     UpstreamTimeout,
     UpstreamUnavailable,
@@ -203,9 +204,13 @@ async def _forward(
             chunked=chunks is not None and "Content-Length" not in headers,
         )
     except TimeoutError as exc:
-        return body.refusal or _failed(request, service, route, UpstreamTimeout(), exc)
+        return _failed(request, service, route, UpstreamTimeout(), exc)
+    except RequestBodyBroken as exc:  # the client's doing: nothing for the upstream's account
+        logger.debug("%s during %s %s", exc, request.method, route.path)
+        # rproxy cut it off (too slow: 408, too large: 413), or the client's framing broke: 400
+        return body.refusal or plain_response(400, "The request body broke off before its end.")
     except (BadUpstreamResponse, OSError) as exc:
-        return body.refusal or _failed(request, service, route, UpstreamUnavailable(), exc)
+        return _failed(request, service, route, UpstreamUnavailable(), exc)
     except ValueError:
         return plain_response(400, "A request header cannot be forwarded.")
     answered = time.perf_counter()
@@ -237,6 +242,9 @@ async def _forward(
             await relay_rewritten(upstream, response, rewritten.body, timing)
     except ConnectionResetError:
         logger.debug("client went away during %s %s", request.method, route.path)
+    except RequestBodyBroken as exc:
+        logger.debug("%s during %s %s", exc, request.method, route.path)
+        request.protocol.force_close()
     except RewriteFailed:
         request.protocol.force_close()
     except (BadUpstreamResponse, TimeoutError) as exc:

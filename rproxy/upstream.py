@@ -10,8 +10,11 @@ request gets the failure. With a connection limit, a request waits for a free co
 as opening one may take.
 
 Timeouts: ``connect`` for opening a connection (or waiting for a free one), ``read`` for each
-wait on the upstream (the head, each body chunk, each drain of an upload). Failures surface as
-OSError (connecting), TimeoutError, or BadUpstreamResponse (anything after the request went out).
+wait on the upstream (the head, each body chunk, each drain of an upload); an upload the upstream
+keeps taking is no silence, so the wait for the head lasts as long as the upload moves.
+Failures surface as OSError (connecting), TimeoutError, BadUpstreamResponse (anything after the
+request went out), or RequestBodyBroken when the client's body broke off (not the upstream's
+doing).
 This module knows nothing of aiohttp's server side, headers policy or rewriting.
 """
 
@@ -25,7 +28,7 @@ from collections import deque
 from collections.abc import AsyncIterable, Iterable
 
 from rproxy.config import Timeouts, Upstream
-from rproxy.errors import BadUpstreamResponse
+from rproxy.errors import BadUpstreamResponse, RequestBodyBroken
 from rproxy.http1 import request_head
 from rproxy.metrics import Histogram
 from rproxy.upstream_connection import Connection, UpstreamResponse
@@ -110,11 +113,15 @@ class UpstreamPool:
         assert transport is not None
         transport.write(head)
         if body is not None:
-            response.upload = asyncio.create_task(self._upload(connection, body, chunked))
+            response.upload = asyncio.create_task(self._upload(connection, response, body, chunked))
         return response
 
     async def _upload(
-        self, connection: Connection, body: AsyncIterable[bytes], chunked: bool
+        self,
+        connection: Connection,
+        response: UpstreamResponse,
+        body: AsyncIterable[bytes],
+        chunked: bool,
     ) -> None:
         transport = connection.transport
         assert transport is not None
@@ -128,12 +135,14 @@ class UpstreamPool:
                     else:
                         transport.write(chunk)
                     await connection.drain(self._timeouts.read)
+                    response.upload_moved()
             if chunked and not connection.lost:
                 transport.write(b"0\r\n\r\n")
         except (BadUpstreamResponse, TimeoutError):
             connection.close()
-        except Exception:  # the client's body broke off: the upstream must not take it as whole
+        except Exception as exc:  # the client's body broke off: the upstream must not take it whole
             logger.debug("request body broke off; closing the upstream connection", exc_info=True)
+            response.fail(RequestBodyBroken(f"the request body broke off: {exc!r}"))
             connection.close()
 
     async def _acquire(self) -> tuple[Connection, bool]:

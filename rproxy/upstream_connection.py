@@ -8,7 +8,8 @@ bodies go through llhttp. A response's unread bytes are capped (``_HIGH_WATER``)
 connection stops reading until the client has taken them, so a slow client slows the upstream
 instead of filling memory. When a response is complete the connection goes back to its owner
 (the pool) if both sides said keep-alive, and is closed otherwise.
-Failures while reading surface as TimeoutError or BadUpstreamResponse.
+Failures while reading surface as TimeoutError or BadUpstreamResponse, or as the error the pool
+ended the response with (``fail``).
 """
 
 from __future__ import annotations
@@ -164,6 +165,8 @@ class UpstreamResponse:
         self._done = False  # the whole response is in (or it failed)
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._active_at = 0.0  # when the upstream last showed life, for the read timeout
         self.received_any = False
         self.upload: asyncio.Task[None] | None = None
 
@@ -311,6 +314,10 @@ class UpstreamResponse:
         self._keep_alive = False
         self._connection.close()
 
+    def fail(self, exc: BaseException) -> None:
+        """End this response with ``exc`` for its reader, unless it is complete already."""
+        self._fail(exc)
+
     def _fail(self, exc: BaseException) -> None:
         if self._done:
             return
@@ -325,17 +332,27 @@ class UpstreamResponse:
 
     async def _wait(self) -> None:
         waiter = self._waiter = self._loop.create_future()
-        timer = self._loop.call_later(self._read_timeout, self._time_out, waiter)
+        self._active_at = self._loop.time()
+        self._timer = self._loop.call_later(self._read_timeout, self._time_out, waiter)
         try:
             await waiter
         finally:
-            timer.cancel()
+            if self._timer is not None:
+                self._timer.cancel()
             self._waiter = None
 
     def _time_out(self, waiter: asyncio.Future[None]) -> None:
-        if not waiter.done():
-            waiter.set_exception(TimeoutError())
-            self._fail(TimeoutError())
+        if waiter.done():
+            return
+        if (quiet := self._loop.time() - self._active_at) < self._read_timeout:
+            self._timer = self._loop.call_later(self._read_timeout - quiet, self._time_out, waiter)
+            return
+        waiter.set_exception(TimeoutError())
+        self._fail(TimeoutError())
+
+    def upload_moved(self) -> None:
+        """The upstream took more of the upload: it is not silent, the read timeout starts over."""
+        self._active_at = self._loop.time()
 
     # -- read by the proxy -----------------------------------------------------------------
 

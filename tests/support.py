@@ -90,6 +90,17 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+async def terminate(process: asyncio.subprocess.Process) -> None:
+    """Stop ``process`` with SIGTERM (SIGKILL if that takes over 20 s) and reap it."""
+    if process.returncode is None:
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), timeout=20)
+        except TimeoutError:
+            process.kill()
+    await process.wait()
+
+
 def free_port() -> int:
     """A TCP port of 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:

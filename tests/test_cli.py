@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from support import CHILD, StartUpstream, alive
+from support import CHILD, StartUpstream, alive, terminate
 from yarl import URL
 
 _LISTENING = re.compile(rb"rproxy listening on (http://127\.0\.0\.1:\d+)(\S*) -> (\S+)")
@@ -46,13 +46,7 @@ async def _rproxy(
                 seen.append(line)
         yield URL(match.group(1).decode()), match.group(2).decode(), process
     finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), timeout=20)
-            except TimeoutError:
-                process.kill()
-        await process.wait()
+        await terminate(process)
 
 
 async def _hello_upstream(start_upstream: StartUpstream) -> URL:

@@ -18,7 +18,7 @@ from support import make_certificates
 from yarl import URL
 
 from rproxy.config import Timeouts, Upstream
-from rproxy.errors import BadUpstreamResponse
+from rproxy.errors import BadUpstreamResponse, RequestBodyBroken
 from rproxy.http1 import MAX_HEAD_BYTES, request_head
 from rproxy.upstream import UpstreamPool
 from rproxy.upstream_connection import UpstreamResponse
@@ -303,6 +303,20 @@ async def test_a_request_with_a_body_is_not_sent_twice(scripted: StartScripted) 
         await pool.send("POST", "/x", [*HEADERS, ("Content-Length", "4")], body())
     await pool.close()
     assert script.connections == 1
+
+
+async def test_a_request_body_breaking_off_is_the_clients_failure(scripted: StartScripted) -> None:
+    script = await scripted(lambda n: b"HTTP/1.1 200 OK\r\n")  # a head that never ends
+    pool = _pool(script)
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"data"
+        raise ConnectionResetError("Connection lost")  # how aiohttp reports a client gone
+
+    with pytest.raises(RequestBodyBroken):
+        await pool.send("POST", "/x", [*HEADERS, ("Content-Length", "8")], body())
+    assert pool.open_connections == 0, "half an upload: the connection is closed, not reused"
+    await pool.close()
 
 
 async def test_an_answer_before_the_upload_ends_is_passed_on_and_the_connection_dropped(

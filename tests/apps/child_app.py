@@ -2,7 +2,9 @@
 
 Standard library only, so it starts fast. Options shape its behaviour: where it listens, whether it
 waits for a file before listening, floods its output, ignores SIGTERM, starts a grandchild, or
-exits at once. Routes: /argv, /pid, /cwd (JSON), /crash (answers, then exits with status 3).
+exits at once. Routes: /argv, /pid, /cwd (JSON), /crash (answers, then exits with status 3),
+/halves?size=N&gate=PATH (N bytes, byte i being i % 251, with Content-Length:
+the first half at once, the second once the file PATH exists, never if it does not).
 """
 
 from __future__ import annotations
@@ -16,10 +18,19 @@ import subprocess
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+
+def halves_body(size: int) -> bytes:
+    """The body /halves sends: byte i is i % 251, so a lost or moved byte shows."""
+    return (bytes(range(251)) * (size // 251 + 1))[:size]
 
 
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
+        if self.path.startswith("/halves?"):
+            self._halves()
+            return
         crash = self.path == "/crash"
         payload = {"/argv": sys.argv, "/pid": os.getpid(), "/cwd": os.getcwd()}.get(
             self.path, "hello"
@@ -33,6 +44,19 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
         if crash:
             os._exit(3)
+
+    def _halves(self) -> None:
+        query = parse_qs(urlsplit(self.path).query)
+        body, gate = halves_body(int(query["size"][0])), query["gate"][0]
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[: len(body) // 2])
+        self.wfile.flush()
+        while not os.path.exists(gate):
+            time.sleep(0.02)
+        self.wfile.write(body[len(body) // 2 :])
+        self.wfile.flush()
 
     def log_message(self, format: str, *args: object) -> None:
         pass
