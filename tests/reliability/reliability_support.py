@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import resource
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -91,14 +92,23 @@ class RproxyProcess:
 
 
 @asynccontextmanager
-async def rproxy_process(*args: str) -> AsyncIterator[RproxyProcess]:
+async def rproxy_process(
+    *args: str, soft_file_limit: int | None = None
+) -> AsyncIterator[RproxyProcess]:
     """Run ``python -m rproxy --ip 127.0.0.1 --port 0 ARGS``; yield it once it listens.
 
+    ``soft_file_limit``: the soft RLIMIT_NOFILE it starts with (else this process's).
     On the way out it is stopped with SIGTERM (SIGKILL if that takes over 20 s).
     """
+
+    def limit_files() -> None:
+        if soft_file_limit is not None:
+            hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft_file_limit, hard))
+
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "rproxy", "--ip", "127.0.0.1", "--port", "0", *args,
-        stderr=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, preexec_fn=limit_files,
     )  # fmt: skip
     running = RproxyProcess(process)
     try:
