@@ -126,6 +126,12 @@ async def test_a_malformed_request_gets_fixed_text_and_reaches_no_upstream(
     assert recorder.requests == 0
 
 
+async def _connect(url: URL) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    assert url.host is not None
+    assert url.port is not None
+    return await asyncio.open_connection(url.host, url.port)
+
+
 async def _closed_by_peer(reader: asyncio.StreamReader) -> bytes:
     """What the peer sent until it closed (a reset counts as closed)."""
     try:
@@ -139,9 +145,7 @@ async def test_a_trickling_request_head_is_cut_off_while_others_are_served(
 ) -> None:
     recorder, upstream_url = upstream
     proxy = await start_proxy(upstream_url, client_timeout=1.0)
-    assert proxy.host is not None
-    assert proxy.port is not None
-    reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
+    reader, writer = await _connect(proxy)
     closed = asyncio.ensure_future(_closed_by_peer(reader))
     sent = 0
     async with asyncio.timeout(15):
@@ -166,9 +170,7 @@ async def test_an_idle_connection_is_closed_after_the_client_timeout(
 ) -> None:
     _, upstream_url = upstream
     proxy = await start_proxy(upstream_url, client_timeout=0.5)
-    assert proxy.host is not None
-    assert proxy.port is not None
-    reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
+    reader, writer = await _connect(proxy)
     writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     async with asyncio.timeout(10):
         answer = await _closed_by_peer(reader)  # one answer, then idle: rproxy closes
@@ -201,9 +203,7 @@ async def test_a_stalled_upload_gets_408_and_the_upstream_never_a_whole_body(
 ) -> None:
     recorder, upstream_url = upstream
     proxy = await start_proxy(upstream_url, client_timeout=0.5)
-    assert proxy.host is not None
-    assert proxy.port is not None
-    reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
+    reader, writer = await _connect(proxy)
     writer.write(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" + b"y" * 10)
     async with asyncio.timeout(10):  # the answer comes; the close may wait for aiohttp's linger
         head = await reader.readuntil(b"\r\n\r\n")
