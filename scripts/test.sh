@@ -5,11 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests use, installed only when missing: chromium (tests/test_browser.py),
-# noVNC and TigerVNC's Xvnc (tests/plugins/test_vnc.py, the desktop test)
+# noVNC and TigerVNC's Xvnc (tests/plugins/test_vnc.py, the desktop test), curl (the docs' commands)
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 [ -f /usr/share/novnc/vnc.html ] || missing+=(novnc)
 command -v Xvnc >/dev/null 2>&1 || missing+=(tigervnc-standalone-server)
+command -v curl >/dev/null 2>&1 || missing+=(curl)  # the documentation's commands (tests/test_docs.py)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq
