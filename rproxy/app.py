@@ -1,8 +1,10 @@
 """Assemble an rproxy ``web.Application`` from a Config, and serve it until told to stop.
 
-``make_app`` takes its collaborators (the upstream ClientSession) so tests can pass their own; when
-none is given, one pooled session is created and closed in ``cleanup_ctx``. ``serve`` binds the
-listening socket, logs where it listens, and shuts down gracefully on SIGINT / SIGTERM.
+``make_app`` takes its collaborators (the main service's ClientSession, the authenticator, the
+rewriters) so tests can pass their own; everything else is created in ``cleanup_ctx``: for each
+service its upstream pool, its ClientSession (handshakes, probes), its probe and its command.
+``serve`` binds the listening socket, logs where it listens, and shuts down gracefully on SIGINT /
+SIGTERM.
 This module holds no request logic (proxy.py) and parses no options (cli.py, config.py).
 """
 

@@ -13,8 +13,9 @@ One setting bounds how long a client may hold a connection without doing its par
 - a client that reads none of a response for that long has its connection aborted, so a
   stalled reader cannot hold an upstream connection and its buffers for ever
   (only the transport's own high-water mark is buffered meanwhile).
-A stalled upload is bounded where the body is read (streams.py). What this module does not do:
-routing, authentication, proxying (app.py, auth.py, proxy.py).
+A stalled upload is bounded where the body is read (streams.py). ``EveryTarget`` is the one route:
+every request target reaches rproxy's handler, where urls.py decides. What this module does not
+do: routing decisions, authentication, proxying (urls.py, auth.py, proxy.py).
 """
 
 from __future__ import annotations

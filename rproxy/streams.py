@@ -1,10 +1,12 @@
 """Body streaming: request bodies to the upstream and response bodies to the client, chunk by chunk.
 
 Chunks are passed on as they arrive and each write waits for the peer to drain, so memory per
-request stays bounded by aiohttp's buffers whatever the body size, and server-sent events reach the
-client one by one. The status line and headers leave together with the first body bytes, in one
-send when the whole body is already here (the common small response), and at once when no body
-byte is waiting, so a client of a slow stream still sees the headers straight away.
+request stays bounded whatever the body size (the upstream side by ``UpstreamResponse``'s water
+marks, the client side by its transport's, with server.py's deadline on a client that stops
+reading), and server-sent events reach the client one by one. The status line and headers leave
+together with the first body bytes, in one send when the whole body is already here (the common
+small response), and at once when no body byte is waiting, so a client of a slow stream still
+sees the headers straight away.
 A response no body rewriter wants passes byte for byte, still compressed. One that is rewritten
 goes through a ``BodyPipeline``: decoded (gzip, deflate, br), through each body rewriter in order,
 and encoded again the way it came, so Content-Encoding stays true.
@@ -32,7 +34,7 @@ DECODABLE = frozenset({"", "identity", "gzip", "x-gzip", "deflate", "br"})
 
 
 class BodySource(Protocol):
-    """Where a response body comes from (``upstream.UpstreamResponse``)."""
+    """Where a response body comes from (``upstream_connection.UpstreamResponse``)."""
 
     def read_nowait(self) -> bytes | memoryview: ...
     async def readany(self) -> bytes | memoryview: ...
