@@ -92,13 +92,13 @@ def render() -> str:
         raise LookupError(f"TOML keys without a flag to document them: {unclaimed}")
     out = [
         "Every flag, with its key in the `--config` file and the environment variable that gives "
-        "it a default, if any. `--x` / `--no-x` flags are `true` / `false` in the file.",
+        "it a default, if any. In the file, a flag without a value is `true` or `false`.",
     ]
-    header = (
-        "| flag | TOML key | environment | default | meaning |\n| --- | --- | --- | --- | --- |"
-    )
     for title, rows in sections.items():
-        out += [f"### {title}", "\n".join([header, *rows])]
+        out += [
+            f"### {title}",
+            _table(("flag", "TOML key", "environment", "default", "meaning"), rows),
+        ]
         if title == "General":
             out.append("Placeholders in the command: " + _codes(f"{{{name}}}" for name in
                        command.PLACEHOLDERS) + ".")  # fmt: skip
@@ -120,14 +120,7 @@ def _row(action: argparse.Action, key: str | None) -> str:
     if default and isinstance(default_value(action.dest), str | tuple):
         default = f"`{default}`"
     env = [var.name for var in ENVIRONMENT if set(var.flags) & set(action.option_strings)]
-    cells = [
-        _invocation(action),
-        _file_key(key),
-        _codes(env),
-        default,
-        meaning,
-    ]
-    return "| " + " | ".join(_cell(c) for c in cells) + " |"
+    return _row_of((_invocation(action), _file_key(key), _codes(env), default, meaning))
 
 
 def _invocation(action: argparse.Action) -> str:
@@ -199,7 +192,7 @@ def _file_key(key: str | None) -> str:
 
 def _services() -> list[str]:
     """The keys of a [[services]] table; the main command's settings in one row."""
-    rows = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+    rows = []
     shared = []
     for key, types in SERVICE_KEYS.items():
         if key not in _SERVICE_KEYS_DOC:
@@ -210,30 +203,25 @@ def _services() -> list[str]:
         default, meaning = _SERVICE_KEYS_DOC[key]
         if default is None:
             default = _toml(_field_default(ServiceConfig, key))
-        cells = [f"`{key}`", _type_name(types), default, meaning]
-        rows.append("| " + " | ".join(_cell(c) for c in cells) + " |")
-    cells = [_codes(shared), "", "as the main command's", "the same settings as the flags of "
-             "the same name, for this service's command"]  # fmt: skip
-    rows.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+        rows.append(_row_of((f"`{key}`", _type_name(types), default, meaning)))
+    rows.append(_row_of((_codes(shared), "", "as the main command's", "the same settings as the "
+                         "flags of the same name, for this service's command")))  # fmt: skip
     return [
         "### Keys of a `[[services]]` table",
         "Each service is exactly one of `upstream`, `command`, `vnc` and `desktop`. Two services "
         "may not share a name or a path.",
-        "\n".join(rows),
+        _table(("key", "type", "default", "meaning"), rows),
     ]
 
 
 def _environment() -> list[str]:
     """The environment variables: rproxy's (from JupyterHub), the command's, the image's."""
-    hub = ["| variable | default of | meaning |", "| --- | --- | --- |"]
-    for var in ENVIRONMENT:
-        cells = [f"`{var.name}`", _codes(var.flags), var.meaning]
-        hub.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    hub = [_row_of((f"`{var.name}`", _codes(var.flags), var.meaning)) for var in ENVIRONMENT]
     return [
         "### Environment variables",
         "JupyterHub sets these for the servers it spawns; rproxy reads them at start-up, below "
         "the flags and the config file.",
-        "\n".join(hub),
+        _table(("variable", "default of", "meaning"), hub),
         "Read for the wrapped command:",
         _pairs((*command.ENVIRONMENT, *supervisor.ENVIRONMENT)),
         "The container image's entrypoint (`rproxy-entrypoint`) and health check "
@@ -243,9 +231,15 @@ def _environment() -> list[str]:
 
 
 def _pairs(pairs: Iterable[tuple[str, str]]) -> str:
-    rows = ["| variable | meaning |", "| --- | --- |"]
-    rows += [f"| `{name}` | {_cell(meaning)} |" for name, meaning in pairs]
-    return "\n".join(rows)
+    return _table(("variable", "meaning"), [_row_of((f"`{n}`", m)) for n, m in pairs])
+
+
+def _table(header: Sequence[str], rows: Iterable[str]) -> str:
+    return "\n".join([_row_of(header), _row_of(["---"] * len(header)), *rows])
+
+
+def _row_of(cells: Iterable[str]) -> str:
+    return "| " + " | ".join(_cell(cell) for cell in cells) + " |"
 
 
 def _type_name(types: tuple[type, ...]) -> str:
