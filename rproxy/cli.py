@@ -43,7 +43,7 @@ slash) {-} {--} {origin_host} (the first Host seen; the command then starts on t
 request) {presentation_path} {presentation_dirname} {presentation_basename}
 
 environment: JUPYTERHUB_SERVICE_PREFIX (default --prefix), JUPYTERHUB_SERVICE_URL (default
---port), JUPYTERHUB_API_TOKEN (makes --authtype default to oauth).
+--ip and --port), JUPYTERHUB_API_TOKEN (makes --authtype default to oauth).
 precedence: command-line flags, then the --config file, then the environment, then defaults.
 """
 
@@ -81,9 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
       "PATH, e.g. /docs/=http://127.0.0.1:9000 (repeatable; see [[services]])")  # fmt: skip
     g("--destport", type=int, metavar="N", help="the command's port (0, the default: a free one); "
       "without a command, proxy 127.0.0.1:N")  # fmt: skip
-    g("--unix-socket", action=flag, help="run the command on a Unix socket ({unix_socket})")
+    g("--unix-socket", action=flag, help="run the command on a Unix socket, {unix_socket}")
     g("--ready-check-path", metavar="PATH", help="path polled until the command answers (/)")
-    g("--ready-timeout", type=float, metavar="S", help="seconds to wait for readiness (10)")
+    g("--ready-timeout", type=float, metavar="S", help="seconds to wait for readiness "
+      "(10; 30 with --desktop)")  # fmt: skip
     g("--restart", action=flag, help="restart the command when it exits (default: yes)")
     g("--restart-backoff-max", type=float, metavar="S", help="longest pause between restarts (30)")
     g("--grace-period", type=float, metavar="S", help="seconds for requests, then the command, "
@@ -96,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     g("--conda-env", metavar="NAME", help="run the command in this conda environment")
 
     g = parser.add_argument_group("listening").add_argument
-    g("--ip", help="address to listen on (0.0.0.0)")
+    g("--ip", help="address to listen on (0.0.0.0, or JUPYTERHUB_SERVICE_URL's host)")
     g("--port", type=int, help="port to listen on (8080, or JUPYTERHUB_SERVICE_URL's; 0: any)")
     g("--prefix", help="URL prefix to serve under and strip ($JUPYTERHUB_SERVICE_PREFIX or /)")
     g("--workers", type=int, metavar="N", help="processes serving the port, to use N cores (1)")
@@ -143,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     g("--api-prefix", metavar="PATH", help="where the API lives under the prefix, e.g. "
       "_rproxy/api when the app owns /api (api)")  # fmt: skip
     g("--no-api", action="store_true", default=None, help="serve no API endpoints")
-    g("--server-timing", action=flag, help="add a Server-Timing header (rproxy, upstream)")
+    g("--server-timing", action=flag, help="add a Server-Timing header: rproxy's and the "
+      "upstream's time")  # fmt: skip
     g("--slow-request-ms", type=float, metavar="MS", help="log requests slower than this (0: off)")
 
     g = parser.add_argument_group("VNC desktops in the browser").add_argument
@@ -159,13 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
     g = parser.add_argument_group("JupyterHub (jhsingle-native-proxy options)").add_argument
     g("--authtype", choices=get_args(AuthType), help="oauth when run by JupyterHub, else none")
     g("--last-activity-interval", type=int, metavar="S", help="activity report period (300)")
-    g("--force-alive", "--force-keep-alive", action=flag, help="report activity even when idle")
+    g("--force-alive", "--force-keep-alive", action=flag, help="report activity even when idle "
+      "(default: yes)")  # fmt: skip
     g("--forward-user-info", action=flag, help="send the hub user as X-CDSDASHBOARDS-JH-USER")
     g("--query-user-info", action=flag, help="send the hub user as CDSDASHBOARDS_JH_USER query")
     g("--progressive", action=flag, help="accepted for compatibility: rproxy always streams")
 
     g = parser.add_argument_group("logging").add_argument
-    g("--log-level", type=str.upper, choices=get_args(LogLevel), help="INFO by default")
+    g("--log-level", type=str.upper, choices=get_args(LogLevel), help="how much to log (INFO)")
     g("--debug", action=flag, help="same as --log-level DEBUG")
 
     ignored = parser.add_argument_group("ignored jupyterhub-singleuser options").add_argument

@@ -28,6 +28,10 @@ PLACEHOLDERS = (
     "presentation_dirname",
     "presentation_basename",
 )
+# The environment variable read here.
+ENVIRONMENT: tuple[tuple[str, str], ...] = (
+    ("CONDA_EXE", "the conda that --conda-env runs (else the conda on PATH)"),
+)
 _PLACEHOLDER = re.compile(r"\{(" + "|".join(re.escape(p) for p in PLACEHOLDERS) + r")\}")
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOST = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\])(?::(\d{{1,5}}))?")

@@ -31,6 +31,21 @@ logger = logging.getLogger("rproxy.entrypoint")
 
 DEFAULT_COMMAND = ("rproxy", "--help")
 
+# The variables this entrypoint and its health check read.
+ENVIRONMENT: tuple[tuple[str, str], ...] = (
+    ("JUPYTERHUB_API_TOKEN", "set, with JUPYTERHUB_SERVICE_PREFIX or JUPYTERHUB_USER: the log "
+     "says JupyterHub mode, else standalone"),
+    ("JUPYTERHUB_SERVICE_URL", "the health check's port (8080)"),
+    ("JUPYTERHUB_SERVICE_PREFIX", "the health check's prefix (/)"),
+    ("JUPYTERHUB_SSL_CERTFILE", "set: the health check speaks HTTPS"),
+    ("NB_USER", "the user to become when started as root (jovyan); home /home/NB_USER"),
+    ("NB_UID", "that user's uid (1000)"),
+    ("NB_GID", "that user's gid (100)"),
+    ("CHOWN_HOME", "yes: give the whole home to NB_UID:NB_GID, not only it and its work folder"),
+    ("RPROXY_HOME_ROOT", "where homes are (/home)"),
+    ("RPROXY_ALLOW_ROOT", "yes: stay root instead of dropping to NB_USER"),
+)  # fmt: skip
+
 
 def mode(environ: Mapping[str, str]) -> tuple[str, str]:
     """("jupyterhub" | "standalone", the reason)."""

@@ -1,8 +1,8 @@
 """Merge the command line, the TOML config file and the environment into one Config.
 
 Precedence, highest first: a flag given on the command line, the ``--config`` file, the
-environment (``JUPYTERHUB_SERVICE_PREFIX``, ``JUPYTERHUB_SERVICE_URL``, ``JUPYTERHUB_API_TOKEN``),
-the defaults of config.py. The file's keys are the long option names with ``_`` for ``-``
+environment (the JUPYTERHUB_* variables of ``ENVIRONMENT``, the only ones read here), the
+defaults of config.py. The file's keys are the long option names with ``_`` for ``-``
 (``ready_timeout = 30``) plus ``command = ["app", "--port", "{port}"]``; an unknown key or a value
 of the wrong type is a ConfigError that names it. This module builds values; config.py checks them.
 """
@@ -15,7 +15,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from yarl import URL
 
@@ -33,8 +33,46 @@ from rproxy.errors import ConfigError
 from rproxy.rewriters.buffered import DEFAULT_MAX_BYTES
 from rproxy.rewriters.registry import DEFAULT as DEFAULT_REWRITERS
 
+
+class EnvVar(NamedTuple):
+    """An environment variable load_config reads: what it means, the flags it gives a default."""
+
+    name: str
+    meaning: str
+    flags: tuple[str, ...] = ()
+
+
+# Every environment variable load_config reads, and only these (it reads through _environment).
+ENVIRONMENT: tuple[EnvVar, ...] = (
+    EnvVar("JUPYTERHUB_SERVICE_PREFIX", "the URL prefix the hub routes here", ("--prefix",)),
+    EnvVar("JUPYTERHUB_SERVICE_URL", "where the hub expects this server to listen (JupyterHub 2+): "
+           "its host and port", ("--ip", "--port")),
+    EnvVar("JUPYTERHUB_API_TOKEN", "this server's hub API token; when set, --authtype defaults to "
+           "oauth, and rproxy's cookies are signed with a key derived from it", ("--authtype",)),
+    EnvVar("JUPYTERHUB_API_URL", "the hub API (needed by --authtype oauth)"),
+    EnvVar("JUPYTERHUB_CLIENT_ID", "this server's OAuth client id (needed by --authtype oauth)"),
+    EnvVar("JUPYTERHUB_OAUTH_CALLBACK_URL", "where the hub sends a browser back after login "
+           "(default: {prefix}oauth_callback)"),
+    EnvVar("JUPYTERHUB_BASE_URL", "the hub's base URL (/)"),
+    EnvVar("JUPYTERHUB_HOST", "the hub's host, when servers live on subdomains"),
+    EnvVar("JUPYTERHUB_USER", "the server's owner, who may use it (when no scopes are given)"),
+    EnvVar("JUPYTERHUB_GROUP", "a group whose members may use it too"),
+    EnvVar("JUPYTERHUB_ANYONE", "1: every hub user may use it"),
+    EnvVar("JUPYTERHUB_SERVER_NAME", "the server's name, in activity reports"),
+    EnvVar("JUPYTERHUB_ACTIVITY_URL", "where activity is reported every --last-activity-interval "
+           "seconds"),
+    EnvVar("JUPYTERHUB_OAUTH_ACCESS_SCOPES", "JSON list of the scopes that grant access"),
+    EnvVar("JUPYTERHUB_OAUTH_SCOPES", "the same, from older hubs: read when "
+           "JUPYTERHUB_OAUTH_ACCESS_SCOPES is not set"),
+    EnvVar("JUPYTERHUB_SSL_KEYFILE", "internal TLS: this server's key"),
+    EnvVar("JUPYTERHUB_SSL_CERTFILE", "internal TLS: this server's certificate; rproxy then serves "
+           "HTTPS"),
+    EnvVar("JUPYTERHUB_SSL_CLIENT_CA", "internal TLS: the CA that clients' certificates (required "
+           "then) and the hub's are checked against"),
+)  # fmt: skip
+
 _NUMBER = (int, float)
-_FILE_KEYS: dict[str, tuple[type, ...]] = {
+FILE_KEYS: dict[str, tuple[type, ...]] = {
     "upstream": (str,),
     "destport": (int,),
     "ip": (str,),
@@ -87,7 +125,7 @@ _FILE_KEYS: dict[str, tuple[type, ...]] = {
     "services": (list,),
 }
 # The keys of a [[services]] table: its own, and the command settings a child takes.
-_SERVICE_KEYS: dict[str, tuple[type, ...]] = {
+SERVICE_KEYS: dict[str, tuple[type, ...]] = {
     "name": (str,),
     "path": (str,),
     "upstream": (str,),
@@ -101,7 +139,7 @@ _SERVICE_KEYS: dict[str, tuple[type, ...]] = {
     "description": (str,),
     "required": (bool,),
     "start": (str,),
-    **{key: _FILE_KEYS[key] for key in (
+    **{key: FILE_KEYS[key] for key in (
         "destport", "unix_socket", "ready_check_path", "ready_timeout", "restart",
         "restart_backoff_max", "logs", "repo", "repobranch", "repofolder", "conda_env",
     )},
@@ -117,11 +155,11 @@ def read_config_file(path: str) -> dict[str, Any]:
         raise ConfigError(f"--config {path!r}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"--config {path!r} is not valid TOML: {exc}") from None
-    _check(values, _FILE_KEYS, f"--config {path!r}")
+    _check(values, FILE_KEYS, f"--config {path!r}")
     for number, table in enumerate(values.get("services", ()), 1):
         if not isinstance(table, dict):
             raise ConfigError(f"--config {path!r}: services must be tables ([[services]])")
-        _check(table, _SERVICE_KEYS, f"--config {path!r}: service {number}")
+        _check(table, SERVICE_KEYS, f"--config {path!r}: service {number}")
     return values
 
 
@@ -143,6 +181,7 @@ def load_config(
     options: Mapping[str, Any], environ: Mapping[str, str], file: Mapping[str, Any] | None = None
 ) -> Config:
     """Build a Config from command-line ``options`` (None = not given), ``file`` and ``environ``."""
+    env = _environment(environ)
     given = {**(file or {}), **{k: v for k, v in options.items() if v is not None}}
 
     def get(key: str, default: Any) -> Any:
@@ -178,9 +217,9 @@ def load_config(
         upstream=Upstream.parse(upstream_text) if upstream_text else None,
         child=_child(command, given) if command else None,
         desktop=desktop,
-        prefix=get("prefix", environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")),
-        ip=given.get("ip") or _service_url(environ).host or "0.0.0.0",
-        port=_port(given, environ),
+        prefix=get("prefix", env["JUPYTERHUB_SERVICE_PREFIX"] or "/"),
+        ip=given.get("ip") or _service_url(env).host or "0.0.0.0",
+        port=_port(given, env),
         timeouts=Timeouts(
             connect=get("connect_timeout", timeouts.connect),
             read=get("request_timeout", timeouts.read),
@@ -196,7 +235,7 @@ def load_config(
         rewriters=_rewriters(given),
         rewrite_max_bytes=get("rewrite_max_bytes", DEFAULT_MAX_BYTES),
         max_body_size=get("max_body_size", 0),
-        hub=_hub(given, environ),
+        hub=_hub(given, env),
         api_prefix=None if given.get("no_api") else get("api_prefix", "api"),
         server_timing=get("server_timing", False),
         slow_request_ms=get("slow_request_ms", 0.0),
@@ -279,9 +318,14 @@ def _log_level(source: Mapping[str, Any]) -> Any:
     return "DEBUG" if source.get("debug") else None
 
 
-def _service_url(environ: Mapping[str, str]) -> URL:
+def _environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The variables of ENVIRONMENT ("" when unset): the only ones load_config may read."""
+    return {var.name: environ.get(var.name, "") for var in ENVIRONMENT}
+
+
+def _service_url(env: Mapping[str, str]) -> URL:
     """JUPYTERHUB_SERVICE_URL (JupyterHub 2+): where the hub expects this server to listen."""
-    text = environ.get("JUPYTERHUB_SERVICE_URL", "")
+    text = env["JUPYTERHUB_SERVICE_URL"]
     try:
         url = URL(text)
         url.explicit_port  # noqa: B018 (raises for a port that is not a number)
@@ -290,24 +334,22 @@ def _service_url(environ: Mapping[str, str]) -> URL:
     return url
 
 
-def _port(given: Mapping[str, Any], environ: Mapping[str, str]) -> Any:
+def _port(given: Mapping[str, Any], env: Mapping[str, str]) -> Any:
     """``--port``, else the port of JUPYTERHUB_SERVICE_URL, else 8080."""
     if given.get("port") is not None:
         return given["port"]
-    port = _service_url(environ).explicit_port
+    port = _service_url(env).explicit_port
     return 8080 if port is None else port
 
 
-def _hub(given: Mapping[str, Any], environ: Mapping[str, str]) -> HubOptions:
+def _hub(given: Mapping[str, Any], env: Mapping[str, str]) -> HubOptions:
     """The hub options: flags and file first, then what JupyterHub put in the environment."""
 
     def get(key: str, default: Any) -> Any:
         value = given.get(key)
         return default if value is None else value
 
-    scopes = environ.get("JUPYTERHUB_OAUTH_ACCESS_SCOPES") or environ.get(
-        "JUPYTERHUB_OAUTH_SCOPES", ""
-    )
+    scopes = env["JUPYTERHUB_OAUTH_ACCESS_SCOPES"] or env["JUPYTERHUB_OAUTH_SCOPES"]
     try:
         access_scopes = json.loads(scopes) if scopes else []
     except ValueError:
@@ -315,24 +357,24 @@ def _hub(given: Mapping[str, Any], environ: Mapping[str, str]) -> HubOptions:
     if not isinstance(access_scopes, list) or not all(isinstance(s, str) for s in access_scopes):
         raise ConfigError("JUPYTERHUB_OAUTH_ACCESS_SCOPES must be a JSON list of strings")
     return HubOptions(
-        authtype=get("authtype", "oauth" if environ.get("JUPYTERHUB_API_TOKEN") else "none"),
+        authtype=get("authtype", "oauth" if env["JUPYTERHUB_API_TOKEN"] else "none"),
         last_activity_interval=get("last_activity_interval", 300),
         force_alive=get("force_alive", True),
         forward_user_info=get("forward_user_info", False),
         query_user_info=get("query_user_info", False),
-        api_token=environ.get("JUPYTERHUB_API_TOKEN", ""),
-        api_url=environ.get("JUPYTERHUB_API_URL", ""),
-        client_id=environ.get("JUPYTERHUB_CLIENT_ID", ""),
-        callback_url=environ.get("JUPYTERHUB_OAUTH_CALLBACK_URL", ""),
-        hub_base_url=environ.get("JUPYTERHUB_BASE_URL", "/") or "/",
-        hub_host=environ.get("JUPYTERHUB_HOST", ""),
-        user=environ.get("JUPYTERHUB_USER", ""),
-        group=environ.get("JUPYTERHUB_GROUP", ""),
-        anyone=environ.get("JUPYTERHUB_ANYONE", "") == "1",
-        server_name=environ.get("JUPYTERHUB_SERVER_NAME", ""),
-        activity_url=environ.get("JUPYTERHUB_ACTIVITY_URL", ""),
+        api_token=env["JUPYTERHUB_API_TOKEN"],
+        api_url=env["JUPYTERHUB_API_URL"],
+        client_id=env["JUPYTERHUB_CLIENT_ID"],
+        callback_url=env["JUPYTERHUB_OAUTH_CALLBACK_URL"],
+        hub_base_url=env["JUPYTERHUB_BASE_URL"] or "/",
+        hub_host=env["JUPYTERHUB_HOST"],
+        user=env["JUPYTERHUB_USER"],
+        group=env["JUPYTERHUB_GROUP"],
+        anyone=env["JUPYTERHUB_ANYONE"] == "1",
+        server_name=env["JUPYTERHUB_SERVER_NAME"],
+        activity_url=env["JUPYTERHUB_ACTIVITY_URL"],
         access_scopes=tuple(access_scopes),
-        ssl_keyfile=environ.get("JUPYTERHUB_SSL_KEYFILE", ""),
-        ssl_certfile=environ.get("JUPYTERHUB_SSL_CERTFILE", ""),
-        ssl_client_ca=environ.get("JUPYTERHUB_SSL_CLIENT_CA", ""),
+        ssl_keyfile=env["JUPYTERHUB_SSL_KEYFILE"],
+        ssl_certfile=env["JUPYTERHUB_SSL_CERTFILE"],
+        ssl_client_ca=env["JUPYTERHUB_SSL_CLIENT_CA"],
     )

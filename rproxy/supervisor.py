@@ -33,6 +33,10 @@ logger = logging.getLogger(__name__)
 
 ReadyProbe = Callable[[], Awaitable[bool]]
 
+# The environment variable read here (the child's, when it has its own environment).
+ENVIRONMENT: tuple[tuple[str, str], ...] = (
+    ("PATH", "where the command is looked up, as a shell would"),
+)
 _FIRST_BACKOFF = 0.5
 _FIRST_PROBE_PAUSE = 0.05
 _MAX_PROBE_PAUSE = 1.0
