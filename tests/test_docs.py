@@ -111,8 +111,8 @@ def _answers(url: str) -> bool:
 
 
 @contextmanager
-def _background(block: Block, cwd: Path, env: dict[str, str]) -> Iterator[None]:
-    log = cwd / f".doctest-{block.line}.log"
+def _background(block: Block, cwd: Path, env: dict[str, str], logs: Path) -> Iterator[None]:
+    log = logs / f"background-{block.line}.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
             _command(block), cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT,
@@ -165,7 +165,7 @@ def test_the_documented_commands_work(doc: Path, tmp_path: Path) -> None:
             if "file" in block.options:
                 (tmp_path / block.options["file"]).write_text(block.text)
             elif "background" in block.options:
-                servers.enter_context(_background(block, cwd, env))
+                servers.enter_context(_background(block, cwd, env, tmp_path))
             else:
                 _run(block, cwd, env)
 

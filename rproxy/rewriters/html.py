@@ -53,6 +53,12 @@ _DOCTYPE = re.compile(rb"<!doctype[\s>]", re.IGNORECASE)
 _META_CHARSET = re.compile(rb"<meta[^>]+charset", re.IGNORECASE)
 # What lxml's parser keeps from a page but its API refuses to set: C0 controls, U+FFFE, U+FFFF.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+# libxml2 writes "&{...}" in an attribute value raw (Netscape's JavaScript entities), so an "&amp;"
+# inside would come back decoded once. Such values are serialised with a noncharacter standing in
+# for each "&", and the stand-in's serialised forms are then replaced by "&amp;".
+_BRACED_ENTITY = re.compile(rb"&(?:amp;|#0*38;|#x0*26;)?\{", re.IGNORECASE)
+_AMP = "\ufdd0"
+_AMP_FORMS = re.compile(rb"\xef\xb7\x90|&#64976;|&#x[fF][dD][dD]0;|%[eE][fF]%[bB]7%90")
 
 
 class HtmlParsers:
@@ -106,13 +112,27 @@ def rewrite_html_bytes(
         return body
     tree = root.getroottree()
     _rewrite_tree(root, ctx)
+    stand_in = _BRACED_ENTITY.search(body) is not None and _stand_in_for_ampersands(root)
     had_doctype = _DOCTYPE.search(body[:4096]) is not None
     page: bytes = lxml.html.tostring(
         tree,
         doctype=tree.docinfo.doctype if had_doctype else "",  # lxml would invent HTML 4.0's
         encoding=tree.docinfo.encoding or "utf-8",
     )
+    if stand_in:
+        page = _AMP_FORMS.sub(b"&amp;", page)
     return page if had_doctype else page.lstrip(b"\n")
+
+
+def _stand_in_for_ampersands(root: Any) -> bool:
+    """Write each "&" of an attribute value holding "&{" as ``_AMP``; False when none does, or
+    when the page itself holds the stand-in (then it is left as libxml2 writes it)."""
+    values = [(e, n, v) for e in root.iter(etree.Element) for n, v in e.items() if "&{" in v]
+    if not values or any(_AMP in v for e in root.iter(etree.Element) for v in e.values()):
+        return False
+    for element, name, value in values:
+        element.set(name, value.replace("&", _AMP))
+    return True
 
 
 def _declared_encoding(body: bytes, header_charset: str | None) -> str | None:
@@ -143,6 +163,10 @@ def _rewrite_fragment(body: bytes, ctx: RewriteContext) -> bytes:
             out.append(part)
             continue
         _rewrite_tree(part, ctx)
+        if _BRACED_ENTITY.search(body) is not None and _stand_in_for_ampersands(part):
+            text = lxml.html.tostring(part, encoding="utf-8")
+            out.append(_AMP_FORMS.sub(b"&amp;", text).decode("utf-8"))
+            continue
         out.append(lxml.html.tostring(part, encoding="unicode"))
     return "".join(out).encode(encoding, "xmlcharrefreplace")
 

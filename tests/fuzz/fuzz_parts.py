@@ -6,14 +6,17 @@ found in a page (or a header) whose base is an http(s) URL. It does what browser
 does not: strips leading and trailing C0 controls and spaces, removes every tab and newline, reads
 a backslash as a slash before the query, skips any number of slashes after ``//``, reads
 ``http:x`` as relative but ``https:x`` (another special scheme) as an authority, and treats
-``%2e`` as a dot in dot segments. It knows nothing of IDNA or IPv4 number forms: hosts compare as
-lower-cased, percent-decoded text, which is enough to tell the upstream from anything else.
+``%2e`` as a dot in dot segments. Of IDNA it knows only that hosts are mapped much as NFKC maps
+them (U+3000 becomes a space, which no host may hold); it knows no IPv4 number forms: hosts
+compare as lower-cased, percent-decoded, NFKC-normalised text, which is enough to tell the
+upstream from anything else.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -82,7 +85,7 @@ def _authority(scheme: str, text: str) -> Resolved:
         host, port = host_port, ""
     if port and not port.isdigit():
         return Resolved(("invalid",))
-    host = unquote(host).lower()
+    host = unicodedata.normalize("NFKC", unquote(host)).lower()  # UTS 46 maps much as NFKC does
     if not host or any(c in host for c in " #%/:<>?@[\\]^|"):
         return Resolved(("invalid",))
     number = int(port) if port else _SPECIAL[scheme]

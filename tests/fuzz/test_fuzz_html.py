@@ -239,6 +239,8 @@ def _compare(before: list[Any], after: list[Any], prefix: str) -> None:
 @example(page=("/p/", "<style>a{b:url(/x)}\x1f</style>", False), data=None)
 @example(page=("/p/", '<a href="/a\x1fb">x</a><img srcset="/\x0b 2x">', False), data=None)
 @example(page=("/p/", '<meta http-equiv="refresh" content="0; url=/\x1f">', False), data=None)
+@example(page=("/", '<a href="&amp;{&amp;amp;}" title="&amp;{&amp;amp;}">x</a>', False), data=None)
+@example(page=("/", '<p title="&{&amp;&#38;}" data-x="a&{&quot;}">&{&amp;}</p>', True), data=None)
 def test_pages_keep_their_structure_under_any_chunking(
     page: tuple[str, str, bool], data: st.DataObject | None
 ) -> None:
