@@ -58,6 +58,11 @@ _IGNORED_WITH_VALUE = (
     "ServerApp.default_url",
     "disable-user-config",
 )
+# Their bare forms are flags (jhsingle-native-proxy's --[no-]NotebookApp.allow_origin, the hub's
+# --disable-user-config): dropped before parsing, so they never take the command's first word.
+_IGNORED_FLAGS = frozenset(
+    {"--NotebookApp.allow_origin", "--no-NotebookApp.allow_origin", "--disable-user-config"}
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,6 +186,9 @@ def parse_options(argv: Sequence[str]) -> dict[str, Any]:
     head, tail = (
         (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
     )
+    if dropped := [arg for arg in head if arg in _IGNORED_FLAGS]:
+        logger.debug("ignoring %s, jupyterhub-singleuser option(s)", " ".join(dropped))
+        head = [arg for arg in head if arg not in _IGNORED_FLAGS]
     options = vars(build_parser().parse_intermixed_args(head))
     options["command"] = [*options["command"], *tail] or None
     for name in [k for k in options if k.startswith("ignored_")]:
