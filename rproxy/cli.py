@@ -58,6 +58,11 @@ _IGNORED_WITH_VALUE = (
     "ServerApp.default_url",
     "disable-user-config",
 )
+# Their bare forms are flags (jhsingle-native-proxy's --[no-]NotebookApp.allow_origin, the hub's
+# --disable-user-config): dropped before parsing, so they never take the command's first word.
+_IGNORED_FLAGS = frozenset(
+    {"--NotebookApp.allow_origin", "--no-NotebookApp.allow_origin", "--disable-user-config"}
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,6 +189,9 @@ def parse_options(argv: Sequence[str]) -> dict[str, Any]:
     head, tail = (
         (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
     )
+    if dropped := [arg for arg in head if arg in _IGNORED_FLAGS]:
+        logger.debug("ignoring %s, jupyterhub-singleuser option(s)", " ".join(dropped))
+        head = [arg for arg in head if arg not in _IGNORED_FLAGS]
     options = vars(build_parser().parse_intermixed_args(head))
     options["command"] = [*options["command"], *tail] or None
     for name in [k for k in options if k.startswith("ignored_")]:
@@ -200,17 +208,28 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
     return load_config(options, environ, read_config_file(path) if path else None)
 
 
-def list_rewriters(config: Config) -> str:
+def rewriter_names(argv: Sequence[str]) -> tuple[str, ...]:
+    """The rewriters ``argv`` (and its --config file) enable, in order; nothing else is checked."""
+    options = parse_options(argv)
+    path = options.pop("config")
+    file = read_config_file(path) if path else {}
+    given = {**file, **{k: v for k, v in options.items() if v is not None}}
+    if given.get("no_rewrite"):
+        return ()
+    names = given.get("rewriters", registry.DEFAULT)
+    if isinstance(names, str):
+        names = names.split(",")
+    return tuple(name.strip() for name in names if name.strip())
+
+
+def list_rewriters(enabled: Sequence[str]) -> str:
     """One line per installed rewriter: its name, where it comes from, and whether it runs."""
     installed = registry.discover()
     lines = []
     for name, entry in sorted(installed.items()):
-        if name in config.rewriters:
-            state = f"enabled ({config.rewriters.index(name) + 1})"
-        else:
-            state = "installed"
+        state = f"enabled ({list(enabled).index(name) + 1})" if name in enabled else "installed"
         lines.append(f"{name:16} {state:14} {entry.value}")
-    lines += [f"{name:16} {'MISSING':14}" for name in config.rewriters if name not in installed]
+    lines += [f"{name:16} {'MISSING':14}" for name in enabled if name not in installed]
     return "\n".join(lines) + "\n"
 
 
@@ -228,13 +247,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rproxy`` console script; returns the exit status."""
     args = sys.argv[1:] if argv is None else argv
     try:
+        if "--list-rewriters" in args:  # needs no upstream: only the rewriters are looked at
+            sys.stdout.write(list_rewriters(rewriter_names(args)))
+            return 0
         config = parse_config(args, os.environ)
     except ConfigError as exc:
         sys.stderr.write(f"rproxy: error: {exc}\n")
         return 2
-    if "--list-rewriters" in args:
-        sys.stdout.write(list_rewriters(config))
-        return 0
     return run(config)
 
 

@@ -91,6 +91,8 @@ async def _answer(request: web.Request, timing: RequestTiming) -> web.StreamResp
         case Redirect(location):
             return plain_response(307, Location=location)
         case NotOurs():
+            logger.debug("404 for %s %r: outside the prefix %s", request.method,
+                         request.raw_path[:200], main.urls.prefix)  # fmt: skip
             return plain_response(404, "This path is not served by this proxy.")
         case BadTarget(reason):
             return plain_response(400, f"{reason}.")

@@ -254,6 +254,13 @@ def test_jupyterhub_singleuser_flags_after_the_command() -> None:
     assert config.log_level == "DEBUG"
 
 
+@pytest.mark.parametrize(
+    "flag", ["--NotebookApp.allow_origin", "--no-NotebookApp.allow_origin", "--disable-user-config"]
+)
+def test_bare_ignored_flags_do_not_take_the_commands_first_word(flag: str) -> None:
+    assert _child(_parse(f"{flag} streamlit hello")).argv == ("streamlit", "hello")
+
+
 def test_jhsingle_options_defaults() -> None:
     config = _parse("streamlit hello")
     child = _child(config)
