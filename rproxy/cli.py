@@ -21,7 +21,7 @@ from rproxy.app import serve
 from rproxy.config import AuthType, Config, HostHeader, LogLevel
 from rproxy.errors import ConfigError
 from rproxy.rewriters import registry
-from rproxy.sources import load_config, read_config_file
+from rproxy.sources import load_config, read_config_file, rewriter_names
 
 logger = logging.getLogger(__name__)
 
@@ -197,17 +197,23 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
     return load_config(options, environ, read_config_file(path) if path else None)
 
 
-def list_rewriters(config: Config) -> str:
+def enabled_rewriters(argv: Sequence[str]) -> tuple[str, ...]:
+    """The rewriters ``argv`` (and its --config file) enable: needs nothing to proxy."""
+    options = parse_options(argv)
+    path = options.pop("config")
+    given = {**(read_config_file(path) if path else {})}
+    given.update({k: v for k, v in options.items() if v is not None})
+    return rewriter_names(given)
+
+
+def list_rewriters(enabled: Sequence[str]) -> str:
     """One line per installed rewriter: its name, where it comes from, and whether it runs."""
     installed = registry.discover()
     lines = []
     for name, entry in sorted(installed.items()):
-        if name in config.rewriters:
-            state = f"enabled ({config.rewriters.index(name) + 1})"
-        else:
-            state = "installed"
+        state = f"enabled ({list(enabled).index(name) + 1})" if name in enabled else "installed"
         lines.append(f"{name:16} {state:14} {entry.value}")
-    lines += [f"{name:16} {'MISSING':14}" for name in config.rewriters if name not in installed]
+    lines += [f"{name:16} {'MISSING':14}" for name in enabled if name not in installed]
     return "\n".join(lines) + "\n"
 
 
@@ -225,13 +231,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rproxy`` console script; returns the exit status."""
     args = sys.argv[1:] if argv is None else argv
     try:
+        if "--list-rewriters" in args:
+            sys.stdout.write(list_rewriters(enabled_rewriters(args)))
+            return 0
         config = parse_config(args, os.environ)
     except ConfigError as exc:
         sys.stderr.write(f"rproxy: error: {exc}\n")
         return 2
-    if "--list-rewriters" in args:
-        sys.stdout.write(list_rewriters(config))
-        return 0
     return run(config)
 
 
