@@ -21,7 +21,7 @@ from rproxy.app import serve
 from rproxy.config import AuthType, Config, HostHeader, LogLevel
 from rproxy.errors import ConfigError
 from rproxy.rewriters import registry
-from rproxy.sources import load_config, read_config_file
+from rproxy.sources import load_config, read_config_file, rewriter_names
 
 logger = logging.getLogger(__name__)
 
@@ -208,18 +208,13 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
     return load_config(options, environ, read_config_file(path) if path else None)
 
 
-def rewriter_names(argv: Sequence[str]) -> tuple[str, ...]:
-    """The rewriters ``argv`` (and its --config file) enable, in order; nothing else is checked."""
+def enabled_rewriters(argv: Sequence[str]) -> tuple[str, ...]:
+    """The rewriters ``argv`` (and its --config file) enable: needs nothing to proxy."""
     options = parse_options(argv)
     path = options.pop("config")
-    file = read_config_file(path) if path else {}
-    given = {**file, **{k: v for k, v in options.items() if v is not None}}
-    if given.get("no_rewrite"):
-        return ()
-    names = given.get("rewriters", registry.DEFAULT)
-    if isinstance(names, str):
-        names = names.split(",")
-    return tuple(name.strip() for name in names if name.strip())
+    given = {**(read_config_file(path) if path else {})}
+    given.update({k: v for k, v in options.items() if v is not None})
+    return rewriter_names(given)
 
 
 def list_rewriters(enabled: Sequence[str]) -> str:
@@ -247,8 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rproxy`` console script; returns the exit status."""
     args = sys.argv[1:] if argv is None else argv
     try:
-        if "--list-rewriters" in args:  # needs no upstream: only the rewriters are looked at
-            sys.stdout.write(list_rewriters(rewriter_names(args)))
+        if "--list-rewriters" in args:
+            sys.stdout.write(list_rewriters(enabled_rewriters(args)))
             return 0
         config = parse_config(args, os.environ)
     except ConfigError as exc:

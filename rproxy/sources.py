@@ -232,7 +232,7 @@ def load_config(
         websocket_heartbeat=given.get("websocket_heartbeat"),
         grace_period=get("grace_period", 10.0),
         workers=get("workers", 1),
-        rewriters=_rewriters(given),
+        rewriters=rewriter_names(given),
         rewrite_max_bytes=get("rewrite_max_bytes", DEFAULT_MAX_BYTES),
         max_body_size=get("max_body_size", 0),
         hub=_hub(given, env),
@@ -299,7 +299,8 @@ def _child(command: tuple[str, ...], given: Mapping[str, Any]) -> ChildConfig:
     return ChildConfig(argv=command, **{n: given[n] for n in names if given.get(n) is not None})
 
 
-def _rewriters(given: Mapping[str, Any]) -> tuple[str, ...]:
+def rewriter_names(given: Mapping[str, Any]) -> tuple[str, ...]:
+    """The enabled rewriters, in order, from the merged options (file values under flags)."""
     if given.get("no_rewrite"):
         return ()
     names = given.get("rewriters")

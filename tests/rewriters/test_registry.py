@@ -43,3 +43,10 @@ def test_list_rewriters_shows_installed_and_enabled(capsys: pytest.CaptureFixtur
     assert "enabled (1)" in out
     assert "extra" in out
     assert "MISSING" in out
+
+
+def test_list_rewriters_needs_nothing_to_proxy(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--list-rewriters"]) == 0
+    out = capsys.readouterr().out
+    assert "headers          enabled (1)" in out
+    assert "html             enabled (3)" in out
