@@ -5,12 +5,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests use, installed only when missing: chromium (tests/test_browser.py),
-# noVNC and TigerVNC's Xvnc (tests/plugins/test_vnc.py, the desktop test), curl (the docs' commands)
+# noVNC and TigerVNC's Xvnc (tests/plugins/test_vnc.py, the desktop test), curl and nginx (the
+# docs' commands, tests/test_docs.py)
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 [ -f /usr/share/novnc/vnc.html ] || missing+=(novnc)
 command -v Xvnc >/dev/null 2>&1 || missing+=(tigervnc-standalone-server)
 command -v curl >/dev/null 2>&1 || missing+=(curl)  # the documentation's commands (tests/test_docs.py)
+command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)  # docs/deploy.md's nginx in front of rproxy
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq
