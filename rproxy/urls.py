@@ -22,6 +22,8 @@ from yarl import URL
 
 from rproxy.errors import PrefixError
 
+_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _SEGMENT = re.compile(r"(?:[A-Za-z0-9\-._~@!$+=:]|%[0-9A-Fa-f]{2})+")
 
 
@@ -60,17 +62,25 @@ def normalize_prefix(prefix: str) -> str:
 
     Allowed segment characters are the unreserved ones, ``@!$+=:`` and percent escapes; an escape
     may not hide a slash, a backslash, a control character or a dot segment. Anything else could
-    break out of a URL, an HTML attribute, a CSS token or a header, so it is refused here.
+    break out of a URL, an HTML attribute, a CSS token or a header, so it is refused here. An
+    escaped unreserved character is written plainly (``%41`` is ``A``, RFC 3986 6.2.2.2), as
+    browsers and yarl write it, so the prefix in rewritten URLs is the one requests arrive under.
     """
     normalized = prefix if prefix.startswith("/") else "/" + prefix
     normalized = normalized if normalized.endswith("/") else normalized + "/"
     if normalized == "/":
         return "/"
-    for segment in normalized[1:-1].split("/"):
+    segments = normalized[1:-1].split("/")
+    for segment in segments:
         problem = _segment_problem(segment)
         if problem:
             raise PrefixError(f"URL prefix {prefix!r} is not allowed: {problem}")
-    return normalized
+    return "/" + "/".join(_ESCAPE.sub(_unreserved_plain, s) for s in segments) + "/"
+
+
+def _unreserved_plain(escape: re.Match[str]) -> str:
+    char = chr(int(escape[0][1:], 16))
+    return char if char in _UNRESERVED else escape[0]
 
 
 def _segment_problem(segment: str) -> str | None:

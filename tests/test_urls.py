@@ -25,6 +25,7 @@ PREFIX = "/user/alice@x/"
         pytest.param("/user/a/named-server/", "/user/a/named-server/", id="named-server"),
         pytest.param("/a~b_c.d-e!$+=:/", "/a~b_c.d-e!$+=:/", id="allowed-punctuation"),
         pytest.param("/a%20b/", "/a%20b/", id="escaped-space"),
+        pytest.param("/%41/x%7e%2D/", "/A/x~-/", id="escaped-unreserved-written-plainly"),
     ],
 )
 def test_normalize_prefix_accepts(prefix: str, expected: str) -> None:

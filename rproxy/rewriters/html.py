@@ -127,7 +127,12 @@ def rewrite_html_bytes(
 def _stand_in_for_ampersands(root: Any) -> bool:
     """Write each "&" of an attribute value holding "&{" as ``_AMP``; False when none does, or
     when the page itself holds the stand-in (then it is left as libxml2 writes it)."""
-    values = [(e, n, v) for e in root.iter(etree.Element) for n, v in e.items() if "&{" in v]
+    values = [
+        (e, n, v)
+        for e in root.iter(etree.Element)
+        for n, v in e.items()
+        if "&{" in v and not _NOT_XML.search(v)  # lxml would refuse to set it again
+    ]
     if not values or any(_AMP in v for e in root.iter(etree.Element) for v in e.values()):
         return False
     for element, name, value in values:

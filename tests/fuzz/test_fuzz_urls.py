@@ -102,6 +102,7 @@ def _scheme_quirk(url: str) -> bool:
 @example(("/", "//[::1]:8888@"), "", PUBLIC_HOST, "https")
 @example(("/", "http://[::1]@/x"), "", None, "http")
 @example(("/", "//hub.example\u3000"), "", PUBLIC_HOST, "http")  # an invalid host: rewritten or not
+@example(("/%41/", "//127.0.0.1:8888/%41/"), "", PUBLIC_HOST, "http")  # %41 is A, in the prefix too
 def test_same_origin_never_becomes_cross_origin_nor_leaves_the_prefix(
     pair: tuple[str, str], base: str, host: str | None, public_scheme: str
 ) -> None:
