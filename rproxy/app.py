@@ -1,10 +1,9 @@
-"""Assemble an rproxy ``web.Application`` from a Config, and serve it until told to stop.
+"""Assemble an rproxy ``web.Application`` from a Config, and the runner that serves it.
 
 ``make_app`` takes its collaborators (the main service's ClientSession, the authenticator, the
 rewriters) so tests can pass their own; everything else is created in ``cleanup_ctx``: for each
 service its upstream pool, its ClientSession (handshakes, probes), its probe and its command.
-``serve`` binds the listening socket, logs where it listens, and shuts down gracefully on SIGINT /
-SIGTERM.
+``make_runner`` wraps the app in server.py's Runner; serving.py runs it until told to stop.
 This module holds no request logic (proxy.py) and parses no options (cli.py, config.py).
 """
 
@@ -13,13 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-import signal
-import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 from aiohttp import WSCloseCode, web
@@ -49,16 +45,13 @@ from rproxy.probe import UpstreamProbe
 from rproxy.proxy import handle
 from rproxy.rewriters import registry
 from rproxy.rewriters.base import Rewriter
-from rproxy.server import EveryTarget, Runner, raise_open_file_limit
+from rproxy.server import EveryTarget, Runner
 from rproxy.services import Service, ServiceTable, VncService
 from rproxy.supervisor import ChildState
 from rproxy.upstream import UpstreamPool
 from rproxy.urls import UrlMapper
-from rproxy.workers import WorkerPool
 
 logger = logging.getLogger(__name__)
-
-_FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 
 
 def make_app(
@@ -315,103 +308,3 @@ def make_runner(
     )
     app[CONNECTION_COUNT] = lambda: len(runner.server.connections) if runner.server else 0
     return runner
-
-
-async def serve(
-    config: Config, *, stop: asyncio.Event | None = None, reuse_port: bool = False
-) -> int:
-    """Serve ``config`` until ``stop`` is set, SIGINT / SIGTERM arrives, or the command gives up.
-
-    Returns the exit status: 0 after a requested stop, the command's when it could not be kept up.
-    With ``config.workers`` above 1, more processes join on the same port once the app is ready.
-    """
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    raise_open_file_limit()
-    runner = make_runner(config)
-    pool: WorkerPool | None = None
-    spawning: asyncio.Future[None] | None = None
-    try:
-        await runner.setup()
-        service = runner.app[SERVICES].main
-        launcher = service.launcher
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        if launcher is not None:
-            for signum in _FORWARDED_SIGNALS:
-                loop.add_signal_handler(signum, _forward, launcher, signum)
-        reuse_port = reuse_port or config.workers > 1
-        tls = server_tls(config)
-        site = web.TCPSite(
-            runner,
-            config.ip,
-            config.port,
-            reuse_address=True,
-            reuse_port=reuse_port,
-            ssl_context=tls,
-        )
-        await site.start()
-        for address in runner.addresses:
-            host, port = address[0], address[1]
-            logger.info(
-                "rproxy listening on %s://%s:%d%s -> %s",
-                "https" if tls else "http",
-                f"[{host}]" if ":" in host else host,
-                port,
-                config.prefix,
-                service.upstream.describe(),
-            )
-        if config.workers > 1:
-            services = runner.app[SERVICES]
-            upstreams = {s.name: s.upstream for s in services.http}
-            pool = WorkerPool(config, upstreams, runner.addresses[0][1])
-            spawning = asyncio.ensure_future(_start_workers(pool, config.workers - 1, services))
-        waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
-        if launcher is not None:
-            waiters.append(launcher.finished)
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        waiters[0].cancel()
-        if launcher is not None and launcher.finished.done():
-            return launcher.finished.result()
-        logger.info("shutting down")
-        return 0
-    finally:
-        if spawning is not None:
-            spawning.cancel()
-            await asyncio.wait({spawning})
-        if pool is not None:
-            await pool.stop(config.grace_period)
-        await runner.cleanup()
-        for signum in (signal.SIGINT, signal.SIGTERM, *_FORWARDED_SIGNALS):
-            loop.remove_signal_handler(signum)
-
-
-def server_tls(config: Config) -> ssl.SSLContext | None:
-    """JupyterHub's internal TLS (JUPYTERHUB_SSL_*): the server's certificate, and the client
-    certificates it requires when a client CA is given."""
-    hub = config.hub
-    if not hub.ssl_certfile:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=hub.ssl_client_ca or None)
-    context.load_cert_chain(hub.ssl_certfile, hub.ssl_keyfile)
-    if hub.ssl_client_ca:
-        context.verify_mode = ssl.CERT_REQUIRED
-    return context
-
-
-async def _start_workers(pool: WorkerPool, count: int, services: ServiceTable) -> None:
-    """Start the workers once every command started at launch is ready."""
-    for service in services.http:
-        launcher = service.launcher
-        if launcher is None or launcher.lazy:
-            continue
-        supervisor = await launcher.launched()
-        if supervisor is None:
-            return
-        await supervisor.wait_for(ChildState.READY)
-    pool.start(count)
-
-
-def _forward(launcher: Launcher, signum: int) -> None:
-    if launcher.supervisor is not None:
-        launcher.supervisor.forward(signum)

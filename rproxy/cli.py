@@ -17,10 +17,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, get_args
 
 from rproxy import __version__
-from rproxy.app import serve
 from rproxy.config import AuthType, Config, HostHeader, LogLevel
 from rproxy.errors import ConfigError
 from rproxy.rewriters import registry
+from rproxy.serving import serve
 from rproxy.sources import load_config, read_config_file, rewriter_names
 
 logger = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 from support import StartUpstream, free_port, make_certificates
 
-from rproxy.app import serve
+from rproxy.serving import serve
 from rproxy.sources import load_config
 
 
