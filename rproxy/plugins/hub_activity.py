@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 import aiohttp
 
 from rproxy.config import HubOptions
+from rproxy.errors import RproxyError
 from rproxy.metrics import ProxyMetrics
 
 logger = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ class ActivityReporter:
         return True
 
 
-class ActivityRefused(Exception):
+class ActivityRefused(RproxyError):
     """The hub answered the activity report with an error status."""
 
 
