@@ -212,7 +212,7 @@ def enabled_rewriters(argv: Sequence[str]) -> tuple[str, ...]:
     """The rewriters ``argv`` (and its --config file) enable: needs nothing to proxy."""
     options = parse_options(argv)
     path = options.pop("config")
-    given = {**(read_config_file(path) if path else {})}
+    given = read_config_file(path) if path else {}
     given.update({k: v for k, v in options.items() if v is not None})
     return rewriter_names(given)
 

@@ -193,8 +193,12 @@ async def _forward(
     if limit and (request.content_length or 0) > limit:
         return too_large(limit)
     headers = _upstream_headers(request, service)
-    body = RequestBody(request, timing, idle=config.timeouts.client, limit=limit)
-    chunks = body.chunks() if request.body_exists else None
+    body = (
+        RequestBody(request, timing, idle=config.timeouts.client, limit=limit)
+        if request.body_exists
+        else None
+    )
+    chunks = body.chunks() if body is not None else None
     target = f"{route.path}?{route.query}" if route.query else route.path
     sent = time.perf_counter()
     try:
@@ -210,7 +214,8 @@ async def _forward(
     except RequestBodyBroken as exc:  # the client's doing: nothing for the upstream's account
         logger.debug("%s during %s %s", exc, request.method, route.path)
         # rproxy cut it off (too slow: 408, too large: 413), or the client's framing broke: 400
-        return body.refusal or plain_response(400, "The request body broke off before its end.")
+        refusal = body.refusal if body is not None else None
+        return refusal or plain_response(400, "The request body broke off before its end.")
     except (BadUpstreamResponse, OSError) as exc:
         return _failed(request, service, route, UpstreamUnavailable(), exc)
     except ValueError:

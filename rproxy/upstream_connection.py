@@ -213,8 +213,10 @@ class UpstreamResponse:
             self._framing = framing
             if framing is Framing.CHUNKED:
                 self._parser = chunked_parser(self)
-            rest = bytes(data[pos:]) if isinstance(data, bytearray) else data[pos:]
-            rest = rest if pos < len(data) else b""
+            if pos >= len(data):
+                rest: Chunk = b""
+            else:  # a grown head is copied out; a view of the connection's buffer is not
+                rest = bytes(data[pos:]) if isinstance(data, bytearray) else data[pos:]
             if framing is Framing.NONE or (framing is Framing.LENGTH and not self._remaining):
                 if rest:  # bytes after a response without a body: not a response of ours
                     self._keep_alive = False

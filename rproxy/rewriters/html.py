@@ -163,12 +163,13 @@ def _rewrite_fragment(body: bytes, ctx: RewriteContext) -> bytes:
     except (UnicodeDecodeError, LookupError, etree.ParserError, ValueError):
         return body
     out: list[str] = []
+    braced = _BRACED_ENTITY.search(body) is not None
     for part in parts:
         if isinstance(part, str):
             out.append(part)
             continue
         _rewrite_tree(part, ctx)
-        if _BRACED_ENTITY.search(body) is not None and _stand_in_for_ampersands(part):
+        if braced and _stand_in_for_ampersands(part):
             text = lxml.html.tostring(part, encoding="utf-8")
             out.append(_AMP_FORMS.sub(b"&amp;", text).decode("utf-8"))
             continue
