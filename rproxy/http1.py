@@ -67,11 +67,10 @@ class _HeadCollector:
 
 def request_head(method: str, target: str, headers: Iterable[tuple[str, str]]) -> bytes:
     """The request line and header block to send; ValueError if a part holds CR, LF or NUL."""
-    lines = [f"{method} {target} HTTP/1.1\r\n"]
-    lines.extend(f"{name}: {value}\r\n" for name, value in headers)
-    lines.append("\r\n")
-    text = "".join(lines)
-    if text.count("\n") != len(lines) or text.count("\r") != len(lines) or "\0" in text:
+    lines = [f"{method} {target} HTTP/1.1", *map(": ".join, headers), "", ""]
+    text = "\r\n".join(lines)
+    breaks = len(lines) - 1
+    if text.count("\n") != breaks or text.count("\r") != breaks or "\0" in text:
         raise ValueError("a request line or header contains CR, LF or NUL")
     return text.encode("utf-8", "surrogateescape")
 

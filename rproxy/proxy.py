@@ -18,6 +18,7 @@ from multidict import CIMultiDict
 
 from rproxy import pages
 from rproxy.command import valid_origin_host
+from rproxy.config import Config
 from rproxy.errors import (
     BadUpstreamResponse,
     RequestBodyBroken,
@@ -68,23 +69,27 @@ logger = logging.getLogger(__name__)
 
 async def handle(request: web.Request) -> web.StreamResponse:
     """Answer one request by forwarding it to the upstream (aiohttp handler for every path)."""
-    metrics = request.app[METRICS]
+    app = request.app
+    metrics = app[METRICS]
     timing = metrics.begin()
     status = 500
     try:
-        response = await _answer(request, timing)
+        response = await _answer(request, app, timing)
         status = response.status
         return response
     finally:
         metrics.finish(request.method, status, timing)
 
 
-async def _answer(request: web.Request, timing: RequestTiming) -> web.StreamResponse:
+async def _answer(
+    request: web.Request, app: web.Application, timing: RequestTiming
+) -> web.StreamResponse:
     if request.version.major != 1:  # llhttp lets HTTP/0.9-style and HTTP/2.0 request lines by
         response = plain_response(505, "rproxy speaks HTTP/1.1 and HTTP/1.0.")
         response.force_close()
         return response
-    services = request.app[SERVICES]
+    config = app[CONFIG]
+    services = app[SERVICES]
     main = services.main
     route = main.urls.route(request.raw_path)
     match route:
@@ -96,17 +101,16 @@ async def _answer(request: web.Request, timing: RequestTiming) -> web.StreamResp
             return plain_response(404, "This path is not served by this proxy.")
         case BadTarget(reason):
             return plain_response(400, f"{reason}.")
-    api = request.app[API]
+    api = app[API]
     if api and route.path in api and request.method in ("GET", "HEAD"):
         return await api[route.path](request)
-    vnc = request.app.get(VNC)
+    vnc = app.get(VNC)
     if vnc is not None:
-        config = request.app[CONFIG]
         answer = await vnc.answer(
             request,
             route.path,
             main.urls.public_prefix,
-            request.app[OPEN_WEBSOCKETS],
+            app[OPEN_WEBSOCKETS],
             config.websocket_heartbeat,
         )
         if answer is not None:
@@ -117,14 +121,13 @@ async def _answer(request: web.Request, timing: RequestTiming) -> web.StreamResp
     service, route = picked
     if isinstance(service, VncService):
         return await _vnc_service(request, services.public_path(service), service, route)
-    if service is main and request.app[CONFIG].desktop is not None:  # the desktop at its root
+    if service is main and config.desktop is not None:  # the desktop at its root
         if route.path == "/":
             return plain_response(307, Location=f"{main.urls.public_prefix}/vnc/")
         return plain_response(404, "This server shows a desktop at its root.")
     launcher = service.launcher
     if launcher is not None and launcher.state is not ChildState.READY:
         return _not_ready(request, service, launcher)
-    config = request.app[CONFIG]
     if config.hub.query_user_info or USER_QUERY in route.query:
         model = request.get(HUB_USER)
         info = user_info(model) if model is not None and config.hub.query_user_info else None
@@ -134,13 +137,13 @@ async def _answer(request: web.Request, timing: RequestTiming) -> web.StreamResp
             request,
             service.client,
             service.urls.upstream_url(route),
-            _upstream_headers(request, service),
+            _upstream_headers(request, config, service),
             max_message_size=config.websocket_max_message_size,
             heartbeat=config.websocket_heartbeat,
-            open_sockets=request.app[OPEN_WEBSOCKETS],
-            metrics=request.app[METRICS],
+            open_sockets=app[OPEN_WEBSOCKETS],
+            metrics=app[METRICS],
         )
-    return await _forward(request, service, route, timing)
+    return await _forward(request, app, service, route, timing)
 
 
 async def _vnc_service(
@@ -161,8 +164,7 @@ async def _vnc_service(
     return plain_response(404, "This path shows a VNC desktop under vnc/.")
 
 
-def _upstream_headers(request: web.Request, service: Service) -> CIMultiDict[str]:
-    config = request.app[CONFIG]
+def _upstream_headers(request: web.Request, config: Config, service: Service) -> CIMultiDict[str]:
     mapper = service.urls
     headers = upstream_request_headers(
         request.headers,
@@ -184,15 +186,18 @@ def _upstream_headers(request: web.Request, service: Service) -> CIMultiDict[str
 
 
 async def _forward(
-    request: web.Request, service: Service, route: Forward, timing: RequestTiming
+    request: web.Request,
+    app: web.Application,
+    service: Service,
+    route: Forward,
+    timing: RequestTiming,
 ) -> web.StreamResponse:
-    app = request.app
     mapper = service.urls
     config = app[CONFIG]
     limit = config.max_body_size
     if limit and (request.content_length or 0) > limit:
         return too_large(limit)
-    headers = _upstream_headers(request, service)
+    headers = _upstream_headers(request, config, service)
     body = (
         RequestBody(request, timing, idle=config.timeouts.client, limit=limit)
         if request.body_exists

@@ -14,8 +14,11 @@ One setting bounds how long a client may hold a connection without doing its par
   stalled reader cannot hold an upstream connection and its buffers for ever
   (only the transport's own high-water mark is buffered meanwhile).
 A stalled upload is bounded where the body is read (streams.py). ``EveryTarget`` is the one route:
-every request target reaches rproxy's handler, where urls.py decides. What this module does not
-do: routing decisions, authentication, proxying (urls.py, auth.py, proxy.py).
+every request target reaches rproxy's handler, where urls.py decides. Since there is nothing for
+aiohttp's router to choose, the runner hands each request straight to that route's handler
+(through the application's middlewares, chained once at start-up), without the router's
+per-request URL parsing and resource walk. What this module does not do: routing decisions,
+authentication, proxying (urls.py, auth.py, proxy.py).
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.http_exceptions import (
     BadHttpMethod,
     HttpProcessingError,
@@ -151,11 +156,42 @@ class Runner(web.AppRunner):
         self._client_timeout = client_timeout
 
     async def _make_server(self) -> web.Server:
-        server = await super()._make_server()
+        server = await super()._make_server()  # the application is started and frozen now
         server.__class__ = _Server  # aiohttp offers no other way to choose the protocol class
         assert isinstance(server, _Server)
         server.client_timeout = self._client_timeout
+        server.request_handler = _direct(self.app)
         return server
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _direct(app: web.Application) -> Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]:
+    """What ``Application._handle`` does for an application whose one route is ``EveryTarget``:
+    the same match info on every request, ``Expect`` answered by the route, then the middlewares
+    and the handler, chained once here rather than found again for each request."""
+    [resource] = app.router.resources()
+    assert isinstance(resource, EveryTarget), "rproxy's application has the one route"
+    [route] = resource
+    match_info = web.UrlMappingMatchInfo({}, route)
+    match_info.add_app(app)
+    match_info.freeze()
+    handler: Handler = route.handler
+    for middleware in reversed(app.middlewares):
+        handler = partial(middleware, handler=handler)
+
+    async def dispatch(request: web.BaseRequest) -> web.StreamResponse:
+        assert isinstance(request, web.Request)
+        request._match_info = match_info
+        if request.headers.get(hdrs.EXPECT):
+            answer = await route.handle_expect_header(request)
+            await request.writer.drain()
+            if answer is not None:
+                return answer
+        return await handler(request)
+
+    return dispatch
 
 
 def raise_open_file_limit() -> int:

@@ -70,6 +70,8 @@ class Connection(asyncio.BufferedProtocol):
 
     def __init__(self, owner: ConnectionOwner) -> None:
         self.owner = owner
+        # once per connection: asyncio.get_running_loop() makes a getpid() system call each time
+        self.loop = asyncio.get_running_loop()
         self._buffers: list[bytearray] = []
         self._filling = bytearray()
         self.transport: asyncio.Transport | None = None
@@ -78,6 +80,7 @@ class Connection(asyncio.BufferedProtocol):
         self.lost = False
         self._paused = False
         self._drained: asyncio.Future[None] | None = None
+        self._watch: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast("asyncio.Transport", transport)  # uvloop's do not subclass it
@@ -108,6 +111,9 @@ class Connection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         if self.response is not None:
             self.response.feed_eof(exc)
         if self._drained is not None and not self._drained.done():
@@ -129,12 +135,27 @@ class Connection(asyncio.BufferedProtocol):
             raise BadUpstreamResponse("the upstream closed the connection during the upload")
         if not self._paused:
             return
-        self._drained = asyncio.get_running_loop().create_future()
+        self._drained = self.loop.create_future()
         try:
             async with asyncio.timeout(timeout):
                 await self._drained
         finally:
             self._drained = None
+
+    def watch(self, delay: float) -> None:
+        """Check the current response for a silent upstream in ``delay`` seconds, unless a check
+        is due already. One timer per connection, re-armed only when it fires, serves every wait
+        of every response on it: no timer is made and cancelled per wait."""
+        if self._watch is None and not self.lost:
+            self._watch = self.loop.call_later(delay, self._check_silence)
+
+    def _check_silence(self) -> None:
+        self._watch = None
+        response = self.response
+        if response is not None and not self.lost:
+            left = response.silence_left()
+            if left is not None:
+                self.watch(left)
 
     def close(self) -> None:
         if self.transport is not None and not self.lost:
@@ -150,7 +171,7 @@ class UpstreamResponse:
         self._connection = connection
         self._head_request = head_request
         self._read_timeout = read_timeout
-        self._loop = asyncio.get_running_loop()
+        self._loop = connection.loop
         self._pending = bytearray()  # bytes of an unfinished head, grown in place
         self.status = 0
         self.reason = ""
@@ -165,7 +186,6 @@ class UpstreamResponse:
         self._done = False  # the whole response is in (or it failed)
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
         self._active_at = 0.0  # when the upstream last showed life, for the read timeout
         self.received_any = False
         self.upload: asyncio.Task[None] | None = None
@@ -335,22 +355,24 @@ class UpstreamResponse:
     async def _wait(self) -> None:
         waiter = self._waiter = self._loop.create_future()
         self._active_at = self._loop.time()
-        self._timer = self._loop.call_later(self._read_timeout, self._time_out, waiter)
+        self._connection.watch(self._read_timeout)
         try:
             await waiter
         finally:
-            if self._timer is not None:
-                self._timer.cancel()
             self._waiter = None
 
-    def _time_out(self, waiter: asyncio.Future[None]) -> None:
-        if waiter.done():
-            return
+    def silence_left(self) -> float | None:
+        """For the connection's check: seconds until the wait under way times out (it is failed
+        with TimeoutError once the upstream was silent for the read timeout); None when no wait
+        is under way."""
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return None
         if (quiet := self._loop.time() - self._active_at) < self._read_timeout:
-            self._timer = self._loop.call_later(self._read_timeout - quiet, self._time_out, waiter)
-            return
+            return self._read_timeout - quiet
         waiter.set_exception(TimeoutError())
         self._fail(TimeoutError())
+        return None
 
     def upload_moved(self) -> None:
         """The upstream took more of the upload: it is not silent, the read timeout starts over."""

@@ -240,6 +240,45 @@ async def test_a_body_over_the_limit_gets_413_and_the_upstream_never_a_whole_bod
     assert (await raw_exchange(proxy, at_limit)).endswith(b"1000 bytes")
 
 
+async def test_expect_100_continue_is_answered_before_the_body_is_sent(
+    upstream: tuple[Upstream, URL], start_proxy: StartProxy
+) -> None:
+    # rproxy hands requests to its handler without aiohttp's router (server.py): the route's
+    # Expect handling must still run first
+    recorder, upstream_url = upstream
+    proxy = await start_proxy(upstream_url)
+    assert proxy.host is not None
+    assert proxy.port is not None
+    async with asyncio.timeout(10):
+        reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
+        writer.write(
+            b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+        )
+        interim = await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"hello")
+        head = await reader.readuntil(b"\r\n\r\n")
+        body = await reader.readexactly(int(head.lower().split(b"content-length: ")[1][:1]))
+        writer.close()
+        await writer.wait_closed()
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert (status_of(head), body) == (200, b"5 bytes")
+    assert recorder.whole_bodies == 1
+
+
+async def test_an_expectation_other_than_100_continue_gets_417(
+    upstream: tuple[Upstream, URL], start_proxy: StartProxy
+) -> None:
+    recorder, upstream_url = upstream
+    proxy = await start_proxy(upstream_url)
+    raw = await raw_exchange(
+        proxy,
+        b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nExpect: teapot\r\n"
+        b"Connection: close\r\n\r\n",
+    )
+    assert status_of(raw) == 417
+    assert recorder.requests == 0
+
+
 def test_the_open_file_limit_is_raised_to_the_hard_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     try:

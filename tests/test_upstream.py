@@ -393,6 +393,30 @@ async def test_a_silent_upstream_times_out(scripted: StartScripted) -> None:
     await pool.close()
 
 
+async def test_a_body_that_stops_times_out_on_a_connection_an_earlier_response_used(
+    scripted: StartScripted,
+) -> None:
+    # One silence check per connection serves every wait on it: the check the first response
+    # armed must still time out the second response's stalled body, and only after the timeout.
+    script = await scripted(
+        lambda n: OK if n == 0 else b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf."
+    )
+    pool = _pool(script, timeouts=Timeouts(connect=5, read=0.3))
+    first = await pool.send("GET", "/x", HEADERS)
+    assert await _body(first) == b"ok"
+    first.release()
+    second = await pool.send("GET", "/x", HEADERS)
+    loop = asyncio.get_running_loop()
+    assert second.read_nowait() == b"half."
+    started = loop.time()
+    with pytest.raises(TimeoutError):
+        await second.readany()
+    assert loop.time() - started >= 0.3
+    second.release()
+    await pool.close()
+    assert script.connections == 1
+
+
 async def test_unread_bytes_stay_bounded_while_the_reader_is_slow(scripted: StartScripted) -> None:
     size = 16 * 1024 * 1024
     script = await scripted(

@@ -71,8 +71,11 @@ def rewrite_response(
     )
     if opted_out or not rewriters:
         return Rewritten(headers)
-    ctx = RewriteContext(urls, response_meta(status, headers, path), public_host, options or {})
-    matching = [rewriter for rewriter in rewriters if rewriter.matches(ctx.meta)]
+    meta = response_meta(status, headers, path)
+    matching = [rewriter for rewriter in rewriters if rewriter.matches(meta)]
+    if not matching:
+        return Rewritten(headers)
+    ctx = RewriteContext(urls, meta, public_host, options or {})
     rewritten = headers.copy()
     for rewriter in matching:
         try:
@@ -83,7 +86,7 @@ def rewrite_response(
                 "rewriter %r failed on the headers of %s; left unchanged", rewriter.name, path
             )
             return Rewritten(headers)
-    if not _body_can_change(method, ctx.meta):
+    if not _body_can_change(method, meta):
         return Rewritten(rewritten)
     stages: list[tuple[str, BodyRewriter]] = []
     for rewriter in matching:
@@ -99,7 +102,7 @@ def rewrite_response(
         return Rewritten(rewritten)
     for name in _STALE_WHEN_CHANGED:
         rewritten.popall(name, None)
-    return Rewritten(rewritten, BodyPipeline(stages, ctx.meta.encoding, failures))
+    return Rewritten(rewritten, BodyPipeline(stages, meta.encoding, failures))
 
 
 def _body_can_change(method: str, meta: ResponseMeta) -> bool:

@@ -33,22 +33,17 @@ class HeaderRewriter:
         return True
 
     def rewrite_headers(self, headers: CIMultiDict[str], ctx: RewriteContext) -> None:
-        _each(headers, "Location", ctx.public_url)
-        _each(headers, "Content-Location", ctx.public_url)
-        _each(headers, "Refresh", lambda value: rewrite_refresh(value, ctx))
-        _each(headers, "Link", lambda value: _link(value, ctx))
-        _each(headers, "Set-Cookie", lambda value: _cookie(value, ctx))
+        for name, rewrite in _REWRITES:  # most responses have none of these: a lookup each
+            if name in headers:
+                for value in headers.popall(name):
+                    headers.add(name, rewrite(value, ctx))
 
     def open_body(self, ctx: RewriteContext) -> BodyRewriter | None:
         return None
 
 
-def _each(headers: CIMultiDict[str], name: str, rewrite: Callable[[str], str]) -> None:
-    if name not in headers:
-        return
-    values = headers.popall(name)
-    for value in values:
-        headers.add(name, rewrite(value))
+def _url(value: str, ctx: RewriteContext) -> str:
+    return ctx.public_url(value)
 
 
 def rewrite_refresh(value: str, ctx: RewriteContext) -> str:
@@ -66,6 +61,15 @@ def _link(value: str, ctx: RewriteContext) -> str:
 
 def _cookie(value: str, ctx: RewriteContext) -> str:
     return _COOKIE_PATH.sub(lambda m: m[1] + _cookie_path(m[2], ctx), value)
+
+
+_REWRITES: tuple[tuple[str, Callable[[str, RewriteContext], str]], ...] = (
+    ("Location", _url),
+    ("Content-Location", _url),
+    ("Refresh", rewrite_refresh),
+    ("Link", _link),
+    ("Set-Cookie", _cookie),
+)
 
 
 def _cookie_path(path: str, ctx: RewriteContext) -> str:
