@@ -75,7 +75,8 @@ class UpstreamPool:
         if chunked:
             headers = [*headers, ("Transfer-Encoding", "chunked")]
         head = request_head(method, target, headers)
-        connection, reused = await self._acquire()
+        idle = self._idle_connection()  # the common case, without a coroutine
+        connection, reused = (idle, True) if idle is not None else await self._acquire()
         response = self._start(connection, method, head, body, chunked)
         try:
             await response.wait_head()
@@ -145,7 +146,10 @@ class UpstreamPool:
             response.fail(RequestBodyBroken(f"the request body broke off: {exc!r}"))
             connection.close()
 
-    async def _acquire(self) -> tuple[Connection, bool]:
+    def _idle_connection(self) -> Connection | None:
+        """The most recently used idle connection that may still be reused, if any."""
+        if not self._idle:
+            return None
         now = time.monotonic()
         while self._idle:
             connection = self._idle.pop()
@@ -154,7 +158,11 @@ class UpstreamPool:
             if now - connection.idle_since > _IDLE_SECONDS:
                 connection.close()
                 continue
-            return connection, True
+            return connection
+        return None
+
+    async def _acquire(self) -> tuple[Connection, bool]:
+        """A connection when none is idle: a new one, or one handed over within the limit."""
         if self._limit and len(self._open) + self._connecting >= self._limit:
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
