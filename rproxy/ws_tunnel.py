@@ -228,7 +228,7 @@ class Side(asyncio.Protocol):
                 self.out = _NOWHERE
         else:
             self.pending += data
-            self.close_pending = close
+            self.close_pending = self.close_pending or close
 
     def flushed(self) -> asyncio.Transport:
         """``pending`` was written; where frames to this side go now."""

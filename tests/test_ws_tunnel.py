@@ -414,3 +414,23 @@ async def test_own_frames_wait_for_a_frame_boundary() -> None:
     assert bytes(to_client.data) == big + b"\x89\x00" + frame(0x81, b"next", mask=False)
     client.send_own(b"\x89\x00")  # at a boundary: at once
     assert to_client.data.endswith(b"next\x89\x00")
+
+
+async def test_a_101_with_a_wrong_accept_key_never_becomes_a_tunnel(
+    start_proxy: StartProxy,
+) -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"  # RFC 6455's example
+        )
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    _raw_servers.append(server)
+    upstream = URL(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+    head, _, writer = await _client(await start_proxy(upstream) / "ws")
+    writer.close()
+    assert head.startswith("HTTP/1.1 502")
