@@ -2,7 +2,7 @@
 
 ``make_app`` takes its collaborators (the main service's ClientSession, the authenticator, the
 rewriters) so tests can pass their own; everything else is created in ``cleanup_ctx``: for each
-service its upstream pool, its ClientSession (handshakes, probes), its probe and its command.
+service its upstream pool, its ClientSession (readiness probes), its probe and its command.
 ``make_runner`` wraps the app in server.py's Runner; serving.py runs it until told to stop.
 This module holds no request logic (proxy.py) and parses no options (cli.py, config.py).
 """

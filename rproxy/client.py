@@ -1,7 +1,8 @@
-"""The aiohttp ClientSession for WebSocket handshakes and readiness checks, its connects timed.
+"""The aiohttp ClientSession for readiness checks, its connects timed.
 
 Plain HTTP forwarding does not use it: that goes over ``upstream.UpstreamPool``, which costs
-about half as much CPU per request. One session per HTTP service: keep-alive connections to the
+about half as much CPU per request; WebSockets open their own connection with the pool
+(``ws_handshake``). One session per HTTP service: keep-alive connections to the
 upstream (TCP or a Unix socket), no headers of its own (a proxy sends only what the client sent),
 no cookie jar, no decompression, no proxy settings from the environment. Its connector records
 how long opening a new connection takes into the ``rproxy_upstream_connect_seconds`` histogram.

@@ -75,14 +75,19 @@ def request_head(method: str, target: str, headers: Iterable[tuple[str, str]]) -
     return text.encode("utf-8", "surrogateescape")
 
 
-def parse_response_head(head: bytes) -> ResponseHead:
-    """Parse ``head``: the status line through the empty line, ``HEAD_END`` included."""
+def parse_response_head(head: bytes, *, upgrade: bool = False) -> ResponseHead:
+    """Parse ``head``: the status line through the empty line, ``HEAD_END`` included.
+
+    A switch of protocols (101 with Upgrade) is accepted only when ``upgrade`` asked for one."""
     if head.count(b"\n") != head.count(b"\r\n"):
         raise BadUpstreamResponse("the response head has a bare LF line end")
     collector = _HeadCollector()
     parser = httptools.HttpResponseParser(collector)
     try:
         parser.feed_data(head)
+    except httptools.HttpParserUpgrade:
+        if not upgrade:
+            raise BadUpstreamResponse("the upstream switched protocols unasked") from None
     except httptools.HttpParserError as exc:
         raise BadUpstreamResponse(f"the response head is not valid HTTP/1.1: {exc}") from None
     if not collector.complete or collector.extra:

@@ -17,10 +17,11 @@ from rproxy.metrics import ProxyMetrics
 from rproxy.plugins.vnc import VncRoutes
 from rproxy.rewriters.base import Rewriter
 from rproxy.services import ServiceTable
+from rproxy.websocket import OpenSocket
 
 CONFIG = web.AppKey("config", Config)
 SERVICES = web.AppKey("services", ServiceTable)  # the upstreams and what rproxy keeps for each
-OPEN_WEBSOCKETS: web.AppKey[set[web.WebSocketResponse[Any]]] = web.AppKey("open_websockets")
+OPEN_WEBSOCKETS: web.AppKey[set[OpenSocket]] = web.AppKey("open_websockets")  # tunnels, VNC
 REWRITERS: web.AppKey[list[Rewriter]] = web.AppKey("rewriters")
 METRICS = web.AppKey("metrics", ProxyMetrics)
 PROMETHEUS = web.AppKey("prometheus", CollectorRegistry)

@@ -135,11 +135,12 @@ async def _answer(
     if is_upgrade(request):
         return await proxy_websocket(
             request,
-            service.client,
+            service.pool,
             service.urls.upstream_url(route),
             _upstream_headers(request, config, service),
             max_message_size=config.websocket_max_message_size,
             heartbeat=config.websocket_heartbeat,
+            read_timeout=config.timeouts.read,
             open_sockets=app[OPEN_WEBSOCKETS],
             metrics=app[METRICS],
         )

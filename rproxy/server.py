@@ -13,12 +13,14 @@ One setting bounds how long a client may hold a connection without doing its par
 - a client that reads none of a response for that long has its connection aborted, so a
   stalled reader cannot hold an upstream connection and its buffers for ever
   (only the transport's own high-water mark is buffered meanwhile).
-A stalled upload is bounded where the body is read (streams.py). ``EveryTarget`` is the one route:
-every request target reaches rproxy's handler, where urls.py decides. Since there is nothing for
-aiohttp's router to choose, the runner hands each request straight to that route's handler
-(through the application's middlewares, chained once at start-up), without the router's
-per-request URL parsing and resource walk. What this module does not do: routing decisions,
-authentication, proxying (urls.py, auth.py, proxy.py).
+A stalled upload is bounded where the body is read (streams.py). ``take_over`` hands a connection
+whose request was answered with a 101 to another protocol (a WebSocket tunnel): from then on none
+of these deadlines applies to it, and it is closed, never kept alive, when that protocol is done.
+``EveryTarget`` is the one route: every request target reaches rproxy's handler, where urls.py
+decides. Since there is nothing for aiohttp's router to choose, the runner hands each request
+straight to that route's handler (through the application's middlewares, chained once at
+start-up), without the router's per-request URL parsing and resource walk. What this module does
+not do: routing decisions, authentication, proxying (urls.py, auth.py, proxy.py).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import asyncio
 import logging
 import resource
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -131,6 +134,39 @@ class _Handler(RequestHandler):
                 "a client read nothing for %gs; its connection is closed", self._client_timeout
             )
             self.transport.abort()
+
+
+@dataclass(frozen=True, slots=True)
+class TakenOver:
+    """A client connection handed to another protocol by ``take_over``."""
+
+    transport: asyncio.Transport
+    early: bytes  # what the client sent after its request head, already read by aiohttp
+    lost: Callable[[BaseException | None], None]  # the new protocol calls it from connection_lost
+
+
+def take_over(request: web.BaseRequest, protocol: asyncio.BaseProtocol) -> TakenOver:
+    """Hand ``request``'s connection (its 101 already sent) to ``protocol``.
+
+    aiohttp's handler no longer reads, writes or times the connection: keep-alive is off (its
+    idle and head deadlines cannot fire), the stalled-reader timer is off, and transport events go
+    to ``protocol``. The handler's request stays in progress (graceful shutdown waits for it);
+    ``protocol`` must call ``lost`` when the connection is lost, so aiohttp forgets the
+    connection, and the handler then returns with the connection closed. ConnectionResetError if
+    the client is already gone.
+    """
+    handler = request.protocol
+    transport = handler.transport
+    if transport is None or transport.is_closing():
+        raise ConnectionResetError("the client went away before its WebSocket started")
+    handler.keep_alive(False)
+    if isinstance(handler, _Handler):
+        handler._cancel_stalled_timer()
+    early = handler._message_tail  # aiohttp keeps the bytes after an upgrade request's head here
+    handler._message_tail = b""
+    transport.set_protocol(protocol)
+    transport.resume_reading()  # aiohttp pauses reading once that tail grows large
+    return TakenOver(transport, early, handler.connection_lost)
 
 
 class _Server(web.Server):

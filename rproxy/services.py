@@ -3,7 +3,7 @@
 A ``Service`` bundles one upstream and everything rproxy keeps for it: where it listens, the
 ``UrlMapper`` of the public prefix it is mounted at (what its responses' URLs are rewritten to,
 and what it gets as X-Forwarded-Prefix), the keep-alive pool plain HTTP goes over, the aiohttp
-client for its WebSocket handshakes and readiness checks, the reachability probe, its rewriters
+client for its readiness checks, the reachability probe, its rewriters
 and, when rproxy runs its command, the child's endpoint and launcher.
 
 The main service is mounted at the prefix itself; each ``[[services]]`` entry at its own path

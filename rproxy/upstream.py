@@ -25,7 +25,8 @@ import logging
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Callable, Iterable
+from typing import TypeVar
 
 from rproxy.config import Timeouts, Upstream
 from rproxy.errors import BadUpstreamResponse, RequestBodyBroken
@@ -36,6 +37,7 @@ from rproxy.upstream_connection import Connection, UpstreamResponse
 logger = logging.getLogger(__name__)
 
 _IDLE_SECONDS = 15.0  # an idle connection older than this is not reused (the upstream may drop it)
+_P = TypeVar("_P", bound=asyncio.BaseProtocol)
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})  # RFC 9110 9.2.2
 
 
@@ -183,34 +185,39 @@ class UpstreamPool:
     async def _new_connection(self) -> Connection:
         if self._closed:
             raise BadUpstreamResponse("the upstream pool is closed")
-        loop = asyncio.get_running_loop()
-        upstream = self._upstream
-        start = time.perf_counter()
         self._connecting += 1
         try:
-            async with asyncio.timeout(self._timeouts.connect):
-                if upstream.unix_socket:
-                    _, connection = await loop.create_unix_connection(
-                        lambda: Connection(self), upstream.unix_socket
-                    )
-                else:
-                    url = upstream.url
-                    _, connection = await loop.create_connection(
-                        lambda: Connection(self),
-                        url.host or "localhost",
-                        url.port or 80,
-                        ssl=self._tls,
-                        server_hostname=url.host if self._tls else None,
-                    )
+            connection = await self.connect(lambda: Connection(self))
         except BaseException:
             self._connecting -= 1
             self._offer_slot()
             raise
         self._connecting -= 1
-        if self._connect_times is not None:
-            self._connect_times.observe(time.perf_counter() - start)
         self._open.add(connection)
         return connection
+
+    async def connect(self, factory: Callable[[], _P]) -> _P:
+        """Open a new connection to the upstream (TCP, TLS or Unix socket) for ``factory``'s
+        protocol, within the connect timeout, timed into ``connect_times``; the pool does not
+        keep it (a WebSocket tunnel owns its connection)."""
+        loop = asyncio.get_running_loop()
+        upstream = self._upstream
+        start = time.perf_counter()
+        async with asyncio.timeout(self._timeouts.connect):
+            if upstream.unix_socket:
+                _, protocol = await loop.create_unix_connection(factory, upstream.unix_socket)
+            else:
+                url = upstream.url
+                _, protocol = await loop.create_connection(
+                    factory,
+                    url.host or "localhost",
+                    url.port or 80,
+                    ssl=self._tls,
+                    server_hostname=url.host if self._tls else None,
+                )
+        if self._connect_times is not None:
+            self._connect_times.observe(time.perf_counter() - start)
+        return protocol
 
     @property
     def open_connections(self) -> int:

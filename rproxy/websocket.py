@@ -1,30 +1,46 @@
-"""WebSocket passthrough: connect to the upstream first, then accept the client, then relay.
+"""WebSocket passthrough: the upstream's handshake first, then the client's, then a frame tunnel.
 
-The client's handshake is answered only once the upstream has accepted its own, with the
-subprotocol the upstream chose (or none) and the upstream handshake's Set-Cookie headers; an
-upstream refusal reaches the client as that status, never as a 101 followed by a close. Frames are
-relayed as they are: text stays text (not even decoded), binary stays binary, pings and pongs
-cross, and each side's close code and reason reach the other. Each relay awaits the receiving side,
-so a slow reader slows the sender's reads (aiohttp pauses the socket once its queue fills) and
-memory per connection stays bounded by the message size limit.
+rproxy opens its own connection to the upstream and sends the handshake (ws_handshake.py) with the
+client's subprotocol and permessage-deflate offers and a fresh key. Only once the upstream
+answered 101 does the client get its 101, with the subprotocol the upstream chose (or none) and
+the upstream handshake's Set-Cookie headers. An upstream refusal reaches the client as that
+status (4xx/5xx kept, anything else 502, with its Set-Cookie, WWW-Authenticate and Location),
+never as a 101 followed by a close; a connect or answer that takes too long is a 504 page, a
+connection that fails a 502 page. Then the client's connection is taken from aiohttp
+(server.take_over) and both connections carry frames (ws_tunnel.py), in one of two modes:
+- tunnel mode, when extensions can be end to end: the client offered no permessage-deflate, or
+  the upstream accepted one of its offers (its answer reaches the client verbatim). Frames are
+  copied as bytes both ways;
+- per-side mode, when the client offered permessage-deflate and the upstream declined it
+  (tornado apps do, browsers always offer it): rproxy compresses towards the client and inflates
+  what the client sends (ws_deflate.py).
+An upstream answer with an extension the client did not offer is the upstream's failure (502).
+Open tunnels are in ``open_sockets`` (shutdown closes them with 1001, api/metrics count them).
 Routing, auth and the X-Forwarded-* policy are the caller's: this module gets the headers to send.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Protocol
 
-import aiohttp
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from rproxy.errors import UpstreamTimeout, UpstreamUnavailable, error_response, plain_response
+from rproxy.errors import (
+    BadUpstreamResponse,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    error_response,
+    plain_response,
+)
 from rproxy.metrics import ProxyMetrics
+from rproxy.server import take_over
+from rproxy.upstream import UpstreamPool
+from rproxy.ws_deflate import Deflating, Inflating, negotiate
+from rproxy.ws_handshake import WebSocketRefused, accept_key, open_upstream
+from rproxy.ws_tunnel import Side, Tunnel
 
 logger = logging.getLogger(__name__)
 
@@ -34,11 +50,12 @@ _HANDSHAKE_HEADERS = (
     "Sec-WebSocket-Extensions",
     "Sec-WebSocket-Protocol",
 )
-_UPSTREAM_TIMEOUT = aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10.0)
-# Close codes an endpoint may put on the wire (RFC 6455 7.4); others become 1011 or 1000.
-_SENDABLE = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
-Socket = web.WebSocketResponse[Any] | aiohttp.ClientWebSocketResponse[Any]
-_Side = Literal["client", "upstream"]
+
+
+class OpenSocket(Protocol):
+    """What shutdown needs of an open WebSocket (a tunnel, or the VNC bridge's aiohttp one)."""
+
+    async def close(self, *, code: int = ..., message: bytes = ...) -> bool: ...
 
 
 def is_upgrade(request: web.BaseRequest) -> bool:
@@ -48,152 +65,156 @@ def is_upgrade(request: web.BaseRequest) -> bool:
 
 async def proxy_websocket(
     request: web.Request,
-    client: aiohttp.ClientSession,
+    pool: UpstreamPool,
     url: URL,
     headers: CIMultiDict[str],
     *,
     max_message_size: int,
     heartbeat: float | None,
-    open_sockets: set[web.WebSocketResponse[Any]],
+    read_timeout: float,
+    open_sockets: set[OpenSocket],
     metrics: ProxyMetrics,
 ) -> web.StreamResponse:
-    """Relay the WebSocket ``request`` to ``url``; returns when both sides are closed."""
+    """Tunnel the WebSocket ``request`` to ``url``; returns when both sides are closed."""
     offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")]
-    deflate = "permessage-deflate" in request.headers.get("Sec-WebSocket-Extensions", "")
-    unoffered = _without_offered_protocols(request) if any(offered) else request
-    if not web.WebSocketResponse().can_prepare(unoffered).ok:
+    offered = [p for p in offered if p]
+    if not web.WebSocketResponse().can_prepare(_without_offered_protocols(request)).ok:
         return plain_response(400, "Not a valid WebSocket request.")
+    deflate = _deflate_offers(request.headers.getall("Sec-WebSocket-Extensions", ()))
     for name in _HANDSHAKE_HEADERS:
         headers.popall(name, None)
+    if offered:
+        headers["Sec-WebSocket-Protocol"] = ", ".join(offered)
+    if deflate:
+        headers["Sec-WebSocket-Extensions"] = deflate
+    headers.setdefault("Host", url.raw_authority)
     try:
-        upstream = await client.ws_connect(
-            url,
-            headers=headers,
-            protocols=[p for p in offered if p],
-            autoclose=False,
-            autoping=False,
-            timeout=_UPSTREAM_TIMEOUT,
-            max_msg_size=max_message_size,
-            compress=15 if deflate else 0,
-            decode_text=False,
+        upstream = await open_upstream(
+            pool, url.raw_path_qs, headers.items(), read_timeout=read_timeout
         )
-    except aiohttp.WSServerHandshakeError as exc:
+    except WebSocketRefused as exc:
         logger.info("upstream refused the WebSocket for %s with %d", url.path, exc.status)
         return _refusal(exc)
     except TimeoutError:
         logger.warning("upstream WebSocket for %s: connect timed out", url.path)
         return error_response(UpstreamTimeout())
-    except (aiohttp.ClientError, OSError) as exc:
+    except (BadUpstreamResponse, OSError) as exc:
         logger.warning("upstream WebSocket for %s: %s", url.path, exc)
         return error_response(UpstreamUnavailable())
-    response = web.WebSocketResponse(
-        protocols=(upstream.protocol,) if upstream.protocol else (),
-        autoclose=False,
-        autoping=False,
-        heartbeat=heartbeat,
-        max_msg_size=max_message_size,
-        compress=True,
-        decode_text=False,
-    )
-    for cookie in _handshake_cookies(upstream):
-        response.headers.add("Set-Cookie", cookie)
+    except ValueError:
+        return plain_response(400, "A request header cannot be forwarded.")
     try:
-        await response.prepare(request if upstream.protocol else unoffered)
-        open_sockets.add(response)
-        await _relay(response, upstream, metrics)
+        accepted = _accept(request, upstream.head.headers, offered, deflate)
+        if accepted is None:
+            logger.warning("upstream WebSocket for %s: it chose an extension not offered", url.path)
+            return error_response(UpstreamUnavailable())
+        response, per_side = accepted
+        await response.prepare(request)
+        tunnel = Tunnel(metrics, max_message_size=max_message_size, heartbeat=heartbeat)
+        client: Side
+        upstream_side: Side
+        if per_side is None:
+            client, upstream_side = Side(tunnel, masks=False), Side(tunnel, masks=True)
+        else:
+            client, upstream_side = Inflating(tunnel), Deflating(tunnel, *per_side)
+        taken = take_over(request, client)
+        client.attach(taken.transport, on_lost=taken.lost)
+        upstream.transport.set_protocol(upstream_side)
+        upstream_side.attach(upstream.transport)
+        tunnel.start(client, upstream_side)
+        open_sockets.add(tunnel)
+        try:
+            if taken.early:
+                client.data_received(taken.early)
+            if upstream.early:
+                upstream_side.data_received(upstream.early)
+            if upstream.lost:
+                upstream_side.connection_lost(None)
+            else:
+                upstream.transport.resume_reading()
+            await tunnel.done
+        finally:
+            open_sockets.discard(tunnel)
+            if not tunnel.done.done():
+                tunnel.abort()
+        return response
     finally:
-        open_sockets.discard(response)
-        await upstream.close(code=WSCloseCode.GOING_AWAY)
-    return response
+        upstream.transport.abort()  # a no-op once the tunnel closed it
+
+
+def _accept(
+    request: web.Request, answer: CIMultiDict[str], offered: list[str], deflate: str
+) -> tuple[web.StreamResponse, tuple[int, bool] | None] | None:
+    """The client's 101 for the upstream's ``answer``, and the window bits and no-takeover of
+    per-side compression (None: tunnel mode); None if the upstream chose an extension the
+    client did not offer."""
+    response = web.StreamResponse(
+        status=101,
+        headers={
+            "Upgrade": "websocket",
+            "Connection": "upgrade",
+            "Sec-WebSocket-Accept": accept_key(request.headers["Sec-WebSocket-Key"]),
+        },
+    )
+    chosen = answer.get("Sec-WebSocket-Protocol", "").strip()
+    if chosen in offered:  # otherwise none, as aiohttp's client had it
+        response.headers["Sec-WebSocket-Protocol"] = chosen
+    per_side = None
+    if extensions := ", ".join(answer.getall("Sec-WebSocket-Extensions", ())):
+        if not _answers(extensions, deflate):
+            return None
+        response.headers["Sec-WebSocket-Extensions"] = extensions
+    elif deflate and (negotiated := negotiate(deflate)) is not None:
+        response.headers["Sec-WebSocket-Extensions"], bits, no_takeover = negotiated
+        per_side = bits, no_takeover
+    for cookie in answer.getall("Set-Cookie", ()):
+        response.headers.add("Set-Cookie", cookie)
+    response.force_close()
+    return response, per_side
 
 
 def _without_offered_protocols(request: web.Request) -> web.Request:
-    """``request`` without Sec-WebSocket-Protocol: the upstream chose none, so the client gets
-    none, and aiohttp does not log the client's offer as a mismatch (apps such as Streamlit send
-    a token there, and tokens never reach the log)."""
+    """``request`` without Sec-WebSocket-Protocol, for aiohttp's validity check: it would log a
+    client's offer as a mismatch (apps such as Streamlit send a token there, and tokens never
+    reach the log)."""
+    if "Sec-WebSocket-Protocol" not in request.headers:
+        return request
     headers = CIMultiDict(request.headers)
     headers.popall("Sec-WebSocket-Protocol")
     return request.clone(headers=headers)
 
 
-def _handshake_cookies(upstream: aiohttp.ClientWebSocketResponse[Any]) -> list[str]:
-    # aiohttp keeps the 101 response privately; its Set-Cookie headers must reach the client
-    # (Streamlit and Jupyter set XSRF cookies there). tests/test_websocket.py guards this access.
-    handshake = getattr(upstream, "_response", None)
-    return list(handshake.headers.getall("Set-Cookie", ())) if handshake is not None else []
+def _deflate_offers(values: list[str] | tuple[str, ...]) -> str:
+    """The client's permessage-deflate offers, in its order; other extensions are not passed on
+    (rproxy could not tell whether the upstream's answer to them is one the client can use)."""
+    offers = [offer.strip() for value in values for offer in value.split(",")]
+    return ", ".join(
+        o for o in offers if o.split(";", 1)[0].strip().lower() == "permessage-deflate"
+    )
 
 
-def _refusal(exc: aiohttp.WSServerHandshakeError) -> web.Response:
+def _answers(answer: str, offers: str) -> bool:
+    """Whether the upstream's extensions ``answer`` is one permessage-deflate answer to the
+    client's ``offers`` (client_max_window_bits only if the client offered it)."""
+    if not offers or "," in answer:
+        return False
+    name, *params = (part.strip().lower() for part in answer.split(";"))
+    names = {param.split("=", 1)[0].strip() for param in params}
+    known = {
+        "server_no_context_takeover",
+        "client_no_context_takeover",
+        "server_max_window_bits",
+        "client_max_window_bits",
+    }
+    if name != "permessage-deflate" or not names <= known:
+        return False
+    return "client_max_window_bits" not in names or "client_max_window_bits" in offers.lower()
+
+
+def _refusal(exc: WebSocketRefused) -> web.Response:
     status = exc.status if 400 <= exc.status < 600 else 502
     response = plain_response(status, "The service behind this proxy refused the WebSocket.")
-    if exc.headers:
-        for name in ("Set-Cookie", "WWW-Authenticate", "Location"):
-            for value in exc.headers.getall(name, ()):
-                response.headers.add(name, value)
+    for name in ("Set-Cookie", "WWW-Authenticate", "Location"):
+        for value in exc.headers.getall(name, ()):
+            response.headers.add(name, value)
     return response
-
-
-@dataclass(frozen=True, slots=True)
-class _End:
-    """Why relaying stopped: which side ended, with which close code and reason."""
-
-    side: _Side
-    code: int | None = None
-    reason: str = ""
-    clean: bool = False  # a close frame arrived, rather than a lost or refused connection
-
-
-async def _relay(
-    client_side: web.WebSocketResponse[Any], upstream: Socket, metrics: ProxyMetrics
-) -> None:
-    """Pump both ways until one side ends, then close both with that side's code and reason."""
-    pumps = {
-        asyncio.create_task(_pump(client_side, upstream, "client", "upstream", metrics)),
-        asyncio.create_task(_pump(upstream, client_side, "upstream", "client", metrics)),
-    }
-    try:
-        done, _ = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for pump in pumps:
-            pump.cancel()
-        await asyncio.wait(pumps)
-    end = next(iter(done)).result()
-    ended, other = (client_side, upstream) if end.side == "client" else (upstream, client_side)
-    lost = WSCloseCode.GOING_AWAY if end.side == "client" else WSCloseCode.INTERNAL_ERROR
-    code = _sendable(end.code, default=WSCloseCode.OK if end.clean else lost)
-    await other.close(code=code, message=end.reason.encode())
-    await ended.close(code=code)  # answers the close frame it sent; a no-op if it is gone
-
-
-async def _pump(
-    source: Socket, target: Socket, source_side: _Side, target_side: _Side, metrics: ProxyMetrics
-) -> _End:
-    """Copy frames from ``source`` to ``target`` until either ends; say how it ended.
-
-    Each data message counts as activity (what JupyterHub's idle culler is told)."""
-    clock = time.time
-    while True:
-        msg = await source.receive()
-        kind = msg.type
-        try:
-            if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
-                metrics.last_activity = clock()
-                await target.send_frame(msg.data, kind)
-            elif kind is WSMsgType.PING:
-                await target.ping(msg.data)
-            elif kind is WSMsgType.PONG:
-                await target.pong(msg.data)
-            elif kind is WSMsgType.CLOSE:
-                return _End(source_side, msg.data, msg.extra or "", clean=True)
-            elif kind is WSMsgType.ERROR:  # e.g. 1009: a message over the size limit
-                return _End(source_side, source.close_code)
-            else:  # CLOSED: the connection is gone; CLOSING: closed here, at shutdown
-                return _End(source_side)
-        except ConnectionError:
-            return _End(target_side)
-
-
-def _sendable(code: int | None, *, default: int) -> int:
-    if code is None:
-        return default
-    return code if code in _SENDABLE or 3000 <= code <= 4999 else default

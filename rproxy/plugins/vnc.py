@@ -26,6 +26,7 @@ from urllib.parse import urlencode
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from rproxy.errors import plain_response
+from rproxy.websocket import OpenSocket
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class VncRoutes:
         request: web.Request,
         path: str,
         public_prefix: str,
-        open_sockets: set[web.WebSocketResponse[Any]],
+        open_sockets: set[OpenSocket],
         heartbeat: float | None,
     ) -> web.StreamResponse | None:
         """The answer for ``path`` (after the prefix) if it is one of ours, else None."""
@@ -87,7 +88,7 @@ class VncRoutes:
 async def bridge(
     request: web.Request,
     target: VncTarget,
-    open_sockets: set[web.WebSocketResponse[Any]],
+    open_sockets: set[OpenSocket],
     *,
     heartbeat: float | None = None,
 ) -> web.StreamResponse:
