@@ -114,14 +114,20 @@ def rewrite_html_bytes(
     _rewrite_tree(root, ctx)
     stand_in = _BRACED_ENTITY.search(body) is not None and _stand_in_for_ampersands(root)
     had_doctype = _DOCTYPE.search(body[:4096]) is not None
+    page = _serialise(tree, had_doctype)
+    if stand_in:
+        page = _AMP_FORMS.sub(b"&amp;", page)
+    return page if had_doctype else page.lstrip(b"\n")
+
+
+def _serialise(tree: Any, had_doctype: bool) -> bytes:
+    """The document, in its own encoding; its DOCTYPE only when the page had one."""
     page: bytes = lxml.html.tostring(
         tree,
         doctype=tree.docinfo.doctype if had_doctype else "",  # lxml would invent HTML 4.0's
         encoding=tree.docinfo.encoding or "utf-8",
     )
-    if stand_in:
-        page = _AMP_FORMS.sub(b"&amp;", page)
-    return page if had_doctype else page.lstrip(b"\n")
+    return page
 
 
 def _stand_in_for_ampersands(root: Any) -> bool:
