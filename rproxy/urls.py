@@ -185,7 +185,7 @@ class UrlMapper:
         regular expression and gains the prefix directly; any other URL goes to ``to_public``.
         Both paths give the same result for every string.
         """
-        prefix, fast, to_public = self.prefix, self._unprefixed, self.to_public
+        prefix, fast, to_public = self.prefix, self.prefixable(), self.to_public
         if fast is None:
             return lambda url: to_public(url, public_host)
 
@@ -195,6 +195,12 @@ class UrlMapper:
             return to_public(url, public_host)
 
         return mapped
+
+    def prefixable(self) -> Callable[[str], object] | None:
+        """A test for the URLs that ``to_public`` maps to ``prefix + url[1:]`` whatever the
+        public host: root-relative, outside the prefix, no trailing whitespace (most links in a
+        page); None at the root prefix. A URL it refuses may still gain the prefix."""
+        return self._unprefixed
 
     def _root_relative(self, path: str) -> str:
         """``path`` (starting with one slash) under the prefix, unless it is there already."""

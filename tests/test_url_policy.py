@@ -108,3 +108,36 @@ def test_public_mapper_agrees_with_to_public(
     mapped = mapper.public_mapper(host)
     for each in (url, "/" + url, prefix[:-1] + suffix, "/" + url + suffix):
         assert mapped(each) == mapper.to_public(each, host)
+
+
+_root_relative = st.builds(
+    lambda prefix_part, rest, tail: "/" + prefix_part + rest + tail,
+    st.sampled_from(["", "user/alice", "user/alice/", "user/alic", "user/alicex", "/", "\\"]),
+    st.text(max_size=12),
+    st.sampled_from(["", " ", "\t", "\n", "\u3000", "\x0c", "?", "#", "/"]),
+)
+
+
+@given(
+    prefix=st.one_of(st.just("/user/alice/"), _prefixes),
+    url=st.one_of(_urls, _root_relative),
+    host=st.sampled_from([None, "hub.example", "127.0.0.1:8888"]),
+)
+def test_prefixable_urls_gain_exactly_the_prefix(prefix: str, url: str, host: str | None) -> None:
+    """The html rewriter maps what ``prefixable`` accepts to ``prefix + url[1:]`` itself."""
+    mapper = UrlMapper(prefix, UPSTREAM)
+    prefixable = mapper.prefixable()
+    assert prefixable is not None
+    for each in (url, "/" + url, prefix[:-1] + url, prefix + url):
+        if prefixable(each):
+            assert mapper.to_public(each, host) == mapper.prefix + each[1:]
+
+
+def test_prefixable_is_none_at_the_root_and_takes_the_common_links() -> None:
+    assert UrlMapper("/", UPSTREAM).prefixable() is None
+    prefixable = MAPPER.prefixable()
+    assert prefixable is not None
+    for url in ("/docs/s01/page-0001.html", "/x", "/a?b=/c#d", "/user/x"):
+        assert prefixable(url), url
+    for url in ("/user/alice/x", "/user/alice", "//x", "/\\x", "/x ", "x", "", "#a"):
+        assert not prefixable(url), url

@@ -58,6 +58,9 @@ _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 # for each "&", and the stand-in's serialised forms are then replaced by "&amp;".
 _BRACED_ENTITY = re.compile(rb"&(?:amp;|#0*38;|#x0*26;)?\{", re.IGNORECASE)
 _AMP = "\ufdd0"
+# What lxml.html.tostring removes from what etree.tostring writes (lxml/html/__init__.py).
+_LXML_META = re.compile(rb'<meta http-equiv="Content-Type"[^>]*>')
+_LXML_META_START = b'<meta http-equiv="Content-Type"'
 _AMP_FORMS = re.compile(rb"\xef\xb7\x90|&#64976;|&#x[fF][dD][dD]0;|%[eE][fF]%[bB]7%90")
 
 
@@ -112,16 +115,34 @@ def rewrite_html_bytes(
         return body
     tree = root.getroottree()
     _rewrite_tree(root, ctx)
-    stand_in = _BRACED_ENTITY.search(body) is not None and _stand_in_for_ampersands(root)
+    stand_in = _braced_entity(body) and _stand_in_for_ampersands(root)
     had_doctype = _DOCTYPE.search(body[:4096]) is not None
-    page: bytes = lxml.html.tostring(
-        tree,
-        doctype=tree.docinfo.doctype if had_doctype else "",  # lxml would invent HTML 4.0's
-        encoding=tree.docinfo.encoding or "utf-8",
-    )
+    page = _serialise(tree, had_doctype)
     if stand_in:
         page = _AMP_FORMS.sub(b"&amp;", page)
     return page if had_doctype else page.lstrip(b"\n")
+
+
+def _serialise(tree: Any, had_doctype: bool) -> bytes:
+    """The document, in its own encoding; its DOCTYPE only when the page had one.
+
+    The bytes of ``lxml.html.tostring``, whose one step after ``etree.tostring`` (a regular
+    expression over the whole page) is taken only when the page holds what it removes.
+    """
+    page: bytes = etree.tostring(
+        tree,
+        method="html",
+        doctype=tree.docinfo.doctype if had_doctype else "",  # lxml would invent HTML 4.0's
+        encoding=tree.docinfo.encoding or "utf-8",
+    )
+    if _LXML_META_START in page:
+        page = _LXML_META.sub(b"", page)
+    return page
+
+
+def _braced_entity(body: bytes) -> bool:
+    """Whether ``body`` may hold an attribute value with "&{" (a quick look for "{" first)."""
+    return b"{" in body and _BRACED_ENTITY.search(body) is not None
 
 
 def _stand_in_for_ampersands(root: Any) -> bool:
@@ -163,7 +184,7 @@ def _rewrite_fragment(body: bytes, ctx: RewriteContext) -> bytes:
     except (UnicodeDecodeError, LookupError, etree.ParserError, ValueError):
         return body
     out: list[str] = []
-    braced = _BRACED_ENTITY.search(body) is not None
+    braced = _braced_entity(body)
     for part in parts:
         if isinstance(part, str):
             out.append(part)
@@ -181,11 +202,13 @@ def _rewrite_tree(root: Any, ctx: RewriteContext) -> None:
     """Every URL-bearing attribute under ``root`` (itself included), then the elements whose
     content or other attributes carry URLs: ``<style>``, meta refresh, import maps."""
     public_url = ctx.public_mapper()
+    # Most URLs of a page simply gain the prefix: decided here, without a call per URL.
+    prefix, prefixable = ctx.urls.prefix, ctx.urls.prefixable() or _never
     styles: dict[str, str] = {}  # pages repeat their inline styles, and tinycss2 is slow
     for element in root.iter(etree.Element):
         for name, value in element.items():  # libxml2's HTML parser lower-cases names
             if name in URL_ATTRIBUTES:
-                new = public_url(value)
+                new = prefix + value[1:] if prefixable(value) else public_url(value)
             elif name in SRCSET_ATTRIBUTES:
                 new = rewrite_srcset(value, public_url)
             elif name == "style":
@@ -195,13 +218,19 @@ def _rewrite_tree(root: Any, ctx: RewriteContext) -> None:
             else:
                 continue
             if new != value:
-                if _NOT_XML.search(new):  # percent-encoded, as browsers request them
+                # isprintable() is quick, and False for every character _NOT_XML matches
+                if not new.isprintable() and _NOT_XML.search(new):
                     if name == "style":
                         continue
+                    # percent-encoded, as browsers request them
                     new = _NOT_XML.sub(lambda m: quote(m[0], safe=""), new)
                 element.set(name, new)
     for element in root.iter(*_CONTENT_TAGS):
         _rewrite_content(element, ctx)
+
+
+def _never(url: str) -> bool:
+    return False
 
 
 def _rewrite_content(element: Any, ctx: RewriteContext) -> None:

@@ -9,7 +9,9 @@ backslashes, ``@``, encoded slashes and dots, tabs, newlines, controls, schemes 
   still same-origin after rewriting, as the browser resolves it against the public page; a URL
   the policy changes was same-origin to begin with, stays under the prefix, and names the path
   the upstream meant (already-prefixed paths are not prefixed twice); applying the policy again
-  changes nothing; ``public_mapper`` gives what ``to_public`` gives;
+  changes nothing; ``public_mapper`` gives what ``to_public`` gives, and every URL that
+  ``prefixable`` accepts (the html rewriter's fast path) is mapped by ``to_public`` to the prefix
+  followed by the URL without its slash, for every public host;
 - ``route``: a forwarded request keeps the upstream's host and only the path under the prefix,
   never with a dot segment.
 
@@ -148,6 +150,26 @@ def test_the_policy_is_idempotent_and_public_mapper_agrees(
     public = mapper.to_public(url, host)
     assert mapper.public_mapper(host)(url) == public
     assert mapper.to_public(public, host) == public, "applying the policy twice adds nothing"
+
+
+@FUZZ
+@given(
+    pair=with_prefix_urls(),
+    lead=st.sampled_from(["", "/", "/" * 2]),
+    host=st.sampled_from([PUBLIC_HOST, None, "127.0.0.1:8888"]),
+)
+def test_prefixable_urls_are_exactly_the_prefix_plus_the_url(
+    pair: tuple[str, str], lead: str, host: str | None
+) -> None:
+    prefix, url = pair
+    mapper = UrlMapper(prefix, UPSTREAM)
+    prefixable = mapper.prefixable()
+    if prefixable is None:
+        assert prefix == "/"
+        return
+    for each in (url, lead + url, lead + url.lstrip("/\\ ")):
+        if prefixable(each):
+            assert mapper.to_public(each, host) == mapper.prefix + each[1:], each
 
 
 @FUZZ
