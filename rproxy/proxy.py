@@ -88,6 +88,10 @@ async def _answer(
         response = plain_response(505, "rproxy speaks HTTP/1.1 and HTTP/1.0.")
         response.force_close()
         return response
+    if request.method == "CONNECT":  # a tunnel request: a reverse proxy forwards none
+        response = plain_response(405, "rproxy does not tunnel CONNECT requests.")
+        response.force_close()
+        return response
     config = app[CONFIG]
     services = app[SERVICES]
     main = services.main

@@ -240,6 +240,18 @@ async def test_a_body_over_the_limit_gets_413_and_the_upstream_never_a_whole_bod
     assert (await raw_exchange(proxy, at_limit)).endswith(b"1000 bytes")
 
 
+@pytest.mark.parametrize("target", [b"127.0.0.1:9", b"/x"], ids=["authority", "path"])
+async def test_connect_gets_405_and_reaches_no_upstream(
+    upstream: tuple[Upstream, URL], start_proxy: StartProxy, target: bytes
+) -> None:
+    recorder, upstream_url = upstream
+    proxy = await start_proxy(upstream_url)
+    raw = await raw_exchange(proxy, b"CONNECT " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status_of(raw) == 405
+    assert b"nosniff" in raw
+    assert recorder.requests == 0
+
+
 async def test_expect_100_continue_is_answered_before_the_body_is_sent(
     upstream: tuple[Upstream, URL], start_proxy: StartProxy
 ) -> None:
