@@ -117,12 +117,9 @@ class UrlMapper:
         self._bare_prefix = self.prefix.rstrip("/")
         self._decoded = [unquote(s) for s in self._segments]
         # What to_public sends to _root_relative and gives the prefix: one slash, not two, not
-        # the bare prefix, no trailing whitespace.
-        self._unprefixed = (
-            re.compile(rf"/(?![/\\]|{re.escape(self._bare_prefix[1:])}).*\S\Z", re.DOTALL).match
-            if self.prefix != "/"
-            else None
-        )
+        # the bare prefix, no trailing whitespace (at the root prefix: comes back unchanged).
+        outside = f"|{re.escape(self._bare_prefix[1:])}" if self.prefix != "/" else ""
+        self._unprefixed = re.compile(rf"/(?![/\\]{outside}).*\S\Z", re.DOTALL).match
 
     def route(self, target: str) -> Route:
         """Decide what to do with a raw request target (path, query and maybe a fragment)."""
@@ -186,8 +183,6 @@ class UrlMapper:
         Both paths give the same result for every string.
         """
         prefix, fast, to_public = self.prefix, self.prefixable(), self.to_public
-        if fast is None:
-            return lambda url: to_public(url, public_host)
 
         def mapped(url: str) -> str:
             if fast(url):
@@ -196,10 +191,11 @@ class UrlMapper:
 
         return mapped
 
-    def prefixable(self) -> Callable[[str], object] | None:
+    def prefixable(self) -> Callable[[str], object]:
         """A test for the URLs that ``to_public`` maps to ``prefix + url[1:]`` whatever the
         public host: root-relative, outside the prefix, no trailing whitespace (most links in a
-        page); None at the root prefix. A URL it refuses may still gain the prefix."""
+        page; at the root prefix they come back unchanged). A URL it refuses may still gain the
+        prefix."""
         return self._unprefixed
 
     def _root_relative(self, path: str) -> str:

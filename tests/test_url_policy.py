@@ -119,7 +119,7 @@ _root_relative = st.builds(
 
 
 @given(
-    prefix=st.one_of(st.just("/user/alice/"), _prefixes),
+    prefix=st.one_of(st.just("/user/alice/"), st.just("/"), _prefixes),
     url=st.one_of(_urls, _root_relative),
     host=st.sampled_from([None, "hub.example", "127.0.0.1:8888"]),
 )
@@ -127,16 +127,19 @@ def test_prefixable_urls_gain_exactly_the_prefix(prefix: str, url: str, host: st
     """The html rewriter maps what ``prefixable`` accepts to ``prefix + url[1:]`` itself."""
     mapper = UrlMapper(prefix, UPSTREAM)
     prefixable = mapper.prefixable()
-    assert prefixable is not None
     for each in (url, "/" + url, prefix[:-1] + url, prefix + url):
         if prefixable(each):
             assert mapper.to_public(each, host) == mapper.prefix + each[1:]
 
 
-def test_prefixable_is_none_at_the_root_and_takes_the_common_links() -> None:
-    assert UrlMapper("/", UPSTREAM).prefixable() is None
+def test_prefixable_takes_the_common_links_and_at_the_root_they_stay_as_they_are() -> None:
+    root = UrlMapper("/", UPSTREAM)
+    for url in ("/docs/s01/page-0001.html", "/x", "/a?b=/c#d"):
+        assert root.prefixable()(url), url
+        assert root.to_public(url) == url
+    for url in ("//x", "/\\x", "/x ", "x", "", "#a"):
+        assert not root.prefixable()(url), url
     prefixable = MAPPER.prefixable()
-    assert prefixable is not None
     for url in ("/docs/s01/page-0001.html", "/x", "/a?b=/c#d", "/user/x"):
         assert prefixable(url), url
     for url in ("/user/alice/x", "/user/alice", "//x", "/\\x", "/x ", "x", "", "#a"):

@@ -203,7 +203,7 @@ def _rewrite_tree(root: Any, ctx: RewriteContext) -> None:
     content or other attributes carry URLs: ``<style>``, meta refresh, import maps."""
     public_url = ctx.public_mapper()
     # Most URLs of a page simply gain the prefix: decided here, without a call per URL.
-    prefix, prefixable = ctx.urls.prefix, ctx.urls.prefixable() or _never
+    prefix, prefixable = ctx.urls.prefix, ctx.urls.prefixable()
     styles: dict[str, str] = {}  # pages repeat their inline styles, and tinycss2 is slow
     for element in root.iter(etree.Element):
         for name, value in element.items():  # libxml2's HTML parser lower-cases names
@@ -227,10 +227,6 @@ def _rewrite_tree(root: Any, ctx: RewriteContext) -> None:
                 element.set(name, new)
     for element in root.iter(*_CONTENT_TAGS):
         _rewrite_content(element, ctx)
-
-
-def _never(url: str) -> bool:
-    return False
 
 
 def _rewrite_content(element: Any, ctx: RewriteContext) -> None:
