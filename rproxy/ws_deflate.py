@@ -24,7 +24,7 @@ import zlib
 
 from aiohttp.http import ws_ext_gen, ws_ext_parse
 
-from rproxy.ws_tunnel import PROTOCOL_ERROR, TOO_BIG, Side, Tunnel, frame, masked
+from rproxy.ws_tunnel import PROTOCOL_ERROR, TOO_BIG, Side, Tunnel, frame, frame_size, masked
 
 _TAIL = b"\x00\x00\xff\xff"  # what the sender strips from each message (RFC 7692 7.2.1)
 
@@ -63,21 +63,9 @@ class _WholeFrames(Side):
         pos = 0
         out: list[bytes] = []
         active = False
-        while end - pos >= 2:
+        while (size := frame_size(buffer, pos, end)) is not None:
+            head, length = size
             first = buffer[pos]
-            second = buffer[pos + 1]
-            length = second & 0x7F
-            head = 6 if second & 0x80 else 2
-            if length == 126:
-                head += 2
-                if end - pos < head:
-                    break
-                length = (buffer[pos + 2] << 8) | buffer[pos + 3]
-            elif length == 127:
-                head += 8
-                if end - pos < head:
-                    break
-                length = int.from_bytes(buffer[pos + 2 : pos + 10], "big")
             opcode = first & 0x0F
             stop = pos + head + length
             broken = 0
@@ -95,7 +83,7 @@ class _WholeFrames(Side):
                 out.append(bytes(buffer[pos:stop]))
             else:
                 payload = bytes(buffer[pos + head : stop])
-                if second & 0x80:
+                if buffer[pos + 1] & 0x80:
                     payload = masked(bytes(buffer[pos + head - 4 : pos + head]), payload)
                 converted = self.convert(first, payload)
                 if isinstance(converted, int):

@@ -70,6 +70,27 @@ def frame(first: int, payload: bytes, *, mask: bool) -> bytes:
     return head + payload
 
 
+def frame_size(data: bytes | bytearray, pos: int, end: int) -> tuple[int, int] | None:
+    """The head size (mask key included) and payload length of the frame at ``pos`` in
+    ``data[:end]``; None while the bytes giving its length are not all there yet."""
+    if end - pos < 2:
+        return None
+    second = data[pos + 1]
+    length = second & 0x7F
+    head = 6 if second & 0x80 else 2
+    if length == 126:
+        head += 2
+        if end - pos < 4:
+            return None
+        length = (data[pos + 2] << 8) | data[pos + 3]
+    elif length == 127:
+        head += 8
+        if end - pos < 10:
+            return None
+        length = int.from_bytes(data[pos + 2 : pos + 10], "big")
+    return head, length
+
+
 def close_frame(code: int, reason: bytes = b"", *, mask: bool) -> bytes:
     return frame(0x88, code.to_bytes(2, "big") + reason[:123], mask=mask)
 
@@ -161,23 +182,11 @@ class Side(asyncio.Protocol):
                 out.write(data[start:pos] + peer.pending)
                 out = peer.flushed()
                 start = pos
-            if end - pos < 2:
+            size = frame_size(data, pos, end)
+            if size is None:
                 break
-            first = data[pos]
-            second = data[pos + 1]
-            length = second & 0x7F
-            head = 6 if second & 0x80 else 2
-            if length == 126:
-                head += 2
-                if end - pos < head:
-                    break
-                length = (data[pos + 2] << 8) | data[pos + 3]
-            elif length == 127:
-                head += 8
-                if end - pos < head:
-                    break
-                length = int.from_bytes(data[pos + 2 : pos + 10], "big")
-            opcode = first & 0x0F
+            head, length = size
+            opcode = data[pos] & 0x0F
             if opcode & 0x08:  # a control frame: taken whole
                 stop = pos + head + length
                 if length > 125:
