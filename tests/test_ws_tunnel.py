@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import ssl
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import WSMsgType, web
-from support import StartProxy, StartUpstream
+from support import StartProxy, StartUpstream, make_certificates
 from yarl import URL
 
 from rproxy.metrics import ProxyMetrics
@@ -356,6 +357,35 @@ async def test_a_unix_socket_upstream(
         async with http.ws_connect(await start_proxy(f"unix:{path}") / "ws") as ws:
             await ws.send_str("over a socket")
             assert await ws.receive_str() == "over a socket"
+    finally:
+        await runner.cleanup()
+
+
+async def test_an_https_upstream_is_verified_and_tunnelled(
+    tmp_path: Path,
+    start_proxy: StartProxy,
+    http: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    make_certificates(tmp_path)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(tmp_path / "server.crt", tmp_path / "server.key")
+    server = Echo()
+    runner = web.AppRunner(server.app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        untrusting = await start_proxy(f"https://127.0.0.1:{port}")
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(untrusting / "ws")
+        assert refused.value.status == 502  # the certificate is not trusted: no tunnel
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.crt"))  # as an operator would
+        trusting = await start_proxy(f"https://127.0.0.1:{port}")
+        async with http.ws_connect(trusting / "ws") as ws:
+            await ws.send_str("over TLS")
+            assert await ws.receive_str() == "over TLS"
     finally:
         await runner.cleanup()
 
