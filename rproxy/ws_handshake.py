@@ -68,10 +68,11 @@ class HeadReader(asyncio.Protocol):
         self.transport = cast("asyncio.Transport", transport)  # uvloop's do not subclass it
 
     def data_received(self, data: bytes) -> None:
+        checked = len(self.buffer) - len(HEAD_END) + 1  # where an end not yet seen may start
         self.buffer += data
         if self.head_end.done():
             return
-        end = self.buffer.find(HEAD_END)
+        end = self.buffer.find(HEAD_END, max(0, checked))  # a head in many pieces: linear
         if end >= 0:
             assert self.transport is not None
             self.transport.pause_reading()  # frames wait until the client has its 101
