@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import shlex
 import time
+from typing import Any
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -33,6 +34,7 @@ from rproxy.forwarding import (
     USER_HEADER,
     USER_QUERY,
     ClientView,
+    Headers,
     client_response_headers,
     upstream_request_headers,
     user_info,
@@ -53,7 +55,8 @@ from rproxy.metrics import RequestTiming
 from rproxy.rewriters.chain import rewrite_response
 from rproxy.services import Service, VncService
 from rproxy.streams import (
-    RelayedResponse,
+    AiohttpSide,
+    ClientSide,
     RequestBody,
     RewriteFailed,
     relay_body,
@@ -92,6 +95,8 @@ async def _answer(
         response = plain_response(405, "rproxy does not tunnel CONNECT requests.")
         response.force_close()
         return response
+    if not is_upgrade(request) and (plain := plain_route(app, request.raw_path)) is not None:
+        return await _forward(request, app, *plain, timing)
     config = app[CONFIG]
     services = app[SERVICES]
     main = services.main
@@ -151,6 +156,30 @@ async def _answer(
     return await _forward(request, app, service, route, timing)
 
 
+def plain_route(app: web.Application, raw_path: str) -> tuple[Service, Forward] | None:
+    """The service and route of a request that is simply forwarded: its target lies under the
+    prefix (no redirect, no refusal), it is neither rproxy's API nor a VNC or desktop path, its
+    service is an HTTP one that is ready, and no user information goes into its query. None:
+    the whole decision of ``_answer`` is needed. Upgrades, methods and versions are the caller's."""
+    config = app[CONFIG]
+    if config.desktop is not None or config.hub.query_user_info or app.get(VNC) is not None:
+        return None
+    services = app[SERVICES]
+    route = services.main.urls.route(raw_path)
+    if not isinstance(route, Forward) or USER_QUERY in route.query:
+        return None
+    api = app[API]
+    if api and route.path in api:
+        return None
+    picked = services.pick(route)
+    if isinstance(picked, Redirect) or isinstance(service := picked[0], VncService):
+        return None
+    launcher = service.launcher
+    if launcher is not None and launcher.state is not ChildState.READY:
+        return None
+    return service, picked[1]
+
+
 async def _vnc_service(
     request: web.Request, public_path: str, service: VncService, route: Forward
 ) -> web.StreamResponse:
@@ -170,24 +199,37 @@ async def _vnc_service(
 
 
 def _upstream_headers(request: web.Request, config: Config, service: Service) -> CIMultiDict[str]:
+    """The headers to send upstream for a request aiohttp's server parsed."""
+    view = ClientView(request.remote or "unknown", request.scheme, request.headers.get("Host"))
+    return upstream_headers(request.headers, view, request.get(HUB_USER), config, service)
+
+
+def upstream_headers(
+    headers: Headers,
+    view: ClientView,
+    user: dict[str, Any] | None,
+    config: Config,
+    service: Service,
+) -> CIMultiDict[str]:
+    """The client's ``headers`` as they go upstream: forwarding.py's policy, and in JupyterHub
+    mode without rproxy's cookies and with the ``user`` the hub named, when configured."""
     mapper = service.urls
-    headers = upstream_request_headers(
-        request.headers,
-        ClientView(request.remote or "unknown", request.scheme, request.headers.get("Host")),
+    out = upstream_request_headers(
+        headers,
+        view,
         public_prefix=mapper.public_prefix,
         trusted=config.trusted_proxies,
         host_header=config.host_header,
         upstream_host=mapper.upstream.raw_authority,
     )
     if config.hub.api_token:  # JupyterHub mode: the app sees neither our cookies nor spoofs
-        if OWN_COOKIES in (cookies := "; ".join(headers.getall("Cookie", ()))):
-            headers.popall("Cookie")
+        if OWN_COOKIES in (cookies := "; ".join(out.getall("Cookie", ()))):
+            out.popall("Cookie")
             if kept := without_cookies(cookies, OWN_COOKIES):
-                headers["Cookie"] = kept
-        model = request.get(HUB_USER)
-        if model is not None and config.hub.forward_user_info:
-            headers[USER_HEADER] = user_info(model)
-    return headers
+                out["Cookie"] = kept
+        if user is not None and config.hub.forward_user_info:
+            out[USER_HEADER] = user_info(user)
+    return out
 
 
 async def _forward(
@@ -197,37 +239,94 @@ async def _forward(
     route: Forward,
     timing: RequestTiming,
 ) -> web.StreamResponse:
-    mapper = service.urls
     config = app[CONFIG]
     limit = config.max_body_size
     if limit and (request.content_length or 0) > limit:
         return too_large(limit)
-    headers = _upstream_headers(request, config, service)
     body = (
         RequestBody(request, timing, idle=config.timeouts.client, limit=limit)
         if request.body_exists
         else None
     )
+    client = AiohttpSide(request)
+    headers = _upstream_headers(request, config, service)
+    host = request.headers.get("Host")
+    answer = await _exchange(
+        app, service, route, timing, client, request.method, headers, body, host
+    )
+    if isinstance(answer, web.Response):
+        return answer
+    assert client.response is not None
+    return client.response
+
+
+async def forward_plain(
+    app: web.Application,
+    service: Service,
+    route: Forward,
+    client: ClientSide,
+    method: str,
+    headers: Headers,
+    view: ClientView,
+) -> None:
+    """Forward a request without a body that front.py read itself (a ``plain_route``, no
+    authentication), counted in the metrics as ``handle`` counts the others."""
+    metrics = app[METRICS]
+    timing = metrics.begin()
+    status = 500
+    try:
+        upstream = upstream_headers(headers, view, None, app[CONFIG], service)
+        answer = await _exchange(
+            app, service, route, timing, client, method, upstream, None, view.host
+        )
+        if isinstance(answer, int):
+            status = answer
+            return
+        status = answer.status
+        if answer.keep_alive is False:
+            client.close_after()
+        sink = await client.start(answer.status, answer.reason, answer.headers)
+        body = answer.body
+        await sink.write_eof(body if isinstance(body, bytes) else b"")
+    finally:
+        metrics.finish(method, status, timing)
+
+
+async def _exchange(
+    app: web.Application,
+    service: Service,
+    route: Forward,
+    timing: RequestTiming,
+    client: ClientSide,
+    method: str,
+    headers: CIMultiDict[str],
+    body: RequestBody | None,
+    public_host: str | None,
+) -> int | web.Response:
+    """Send the request upstream and relay the answer to ``client``: the status it was given,
+    or, when nothing was sent to the client yet, the page that answers a failure."""
+    mapper = service.urls
+    config = app[CONFIG]
     chunks = body.chunks() if body is not None else None
     target = f"{route.path}?{route.query}" if route.query else route.path
     sent = time.perf_counter()
     try:
         upstream = await service.pool.send(
-            request.method,
+            method,
             target,
             headers.items(),
             chunks,
             chunked=chunks is not None and "Content-Length" not in headers,
         )
     except TimeoutError as exc:
-        return _failed(request, service, route, UpstreamTimeout(), exc)
+        return _failed(method, service, route, UpstreamTimeout(), exc)
     except RequestBodyBroken as exc:  # the client's doing: nothing for the upstream's account
-        logger.debug("%s during %s %s", exc, request.method, route.path)
+        logger.debug("%s during %s %s", exc, method, route.path)
         # rproxy cut it off (too slow: 408, too large: 413), or the client's framing broke: 400
         refusal = body.refusal if body is not None else None
         return refusal or plain_response(400, "The request body broke off before its end.")
     except (BadUpstreamResponse, OSError) as exc:
-        return _failed(request, service, route, UpstreamUnavailable(), exc)
+        return _failed(method, service, route, UpstreamUnavailable(), exc)
     except ValueError:
         return plain_response(400, "A request header cannot be forwarded.")
     answered = time.perf_counter()
@@ -239,44 +338,41 @@ async def _forward(
         service.rewriters,
         client_response_headers(upstream.headers),
         status=upstream.status,
-        method=request.method,
+        method=method,
         path=route.path,
         urls=mapper,
-        public_host=request.headers.get("Host"),
+        public_host=public_host,
         failures=metrics.rewrite_failures,
         options={"max_bytes": config.rewrite_max_bytes},
     )
     if config.server_timing:
         rewritten.headers.add("Server-Timing", _server_timing(timing))
-    response = RelayedResponse(
-        status=upstream.status, reason=upstream.reason or None, headers=rewritten.headers
-    )
     try:
-        await response.prepare(request)
+        response = await client.start(upstream.status, upstream.reason or None, rewritten.headers)
         if rewritten.body is None:
             await relay_body(upstream, response, timing)
         else:
             await relay_rewritten(upstream, response, rewritten.body, timing)
     except ConnectionResetError:
-        logger.debug("client went away during %s %s", request.method, route.path)
+        logger.debug("client went away during %s %s", method, route.path)
     except RequestBodyBroken as exc:
-        logger.debug("%s during %s %s", exc, request.method, route.path)
-        request.protocol.force_close()
+        logger.debug("%s during %s %s", exc, method, route.path)
+        client.close_after()
     except RewriteFailed:
-        request.protocol.force_close()
+        client.close_after()
     except (BadUpstreamResponse, TimeoutError) as exc:
         logger.warning(
             "upstream broke off the response to %s %s: %s; closing the client connection",
-            request.method,
+            method,
             route.path,
             _describe(exc),
         )
-        request.protocol.force_close()
+        client.close_after()
     finally:
         upstream.release()
         if rewritten.body is not None:
             metrics.rewrote(rewritten.body.seconds)
-    return response
+    return upstream.status
 
 
 def _server_timing(timing: RequestTiming) -> str:
@@ -301,7 +397,7 @@ def _not_ready(request: web.Request, service: Service, launcher: Launcher) -> we
 
 
 def _failed(
-    request: web.Request,
+    method: str,
     service: Service,
     route: Forward,
     error: UpstreamError,
@@ -310,7 +406,7 @@ def _failed(
     logger.warning(
         "%d for %s %s: %s (upstream %s)",
         error.status,
-        request.method,
+        method,
         route.path,
         _describe(exc),
         service.upstream.describe(),

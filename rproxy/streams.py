@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import brotli
 from aiohttp import hdrs, web
+from multidict import CIMultiDict
 
 from rproxy.errors import RproxyError, plain_response
 from rproxy.metrics import RequestTiming
@@ -139,6 +140,46 @@ class BodyPipeline:
         return out
 
 
+class ResponseSink(Protocol):
+    """Where a started response's body goes."""
+
+    async def write(self, data: bytes | memoryview) -> None: ...
+    async def write_eof(self, data: bytes = b"") -> None: ...
+
+
+class ClientSide(Protocol):
+    """The client's end of one forwarded request: aiohttp's server (``AiohttpSide``) or
+    rproxy's own (front.py). ``start`` sends nothing yet: the status line and headers leave with
+    the first body bytes (see the module docstring)."""
+
+    async def start(
+        self, status: int, reason: str | None, headers: CIMultiDict[str]
+    ) -> ResponseSink: ...
+
+    def close_after(self) -> None:
+        """Close the connection after this response, which may be cut short."""
+
+
+class AiohttpSide:
+    """The ``ClientSide`` of a request aiohttp's server parsed: a ``RelayedResponse``."""
+
+    __slots__ = ("_request", "response")
+
+    def __init__(self, request: web.BaseRequest) -> None:
+        self._request = request
+        self.response: RelayedResponse | None = None
+
+    async def start(
+        self, status: int, reason: str | None, headers: CIMultiDict[str]
+    ) -> ResponseSink:
+        self.response = RelayedResponse(status=status, reason=reason, headers=headers)
+        await self.response.prepare(self._request)
+        return self.response
+
+    def close_after(self) -> None:
+        self._request.protocol.force_close()
+
+
 class RelayedResponse(web.StreamResponse):
     """A StreamResponse that sends headers with the first body bytes and invents no headers.
 
@@ -213,7 +254,7 @@ async def _read(source: BodySource, timing: RequestTiming) -> bytes | memoryview
 
 
 async def relay_rewritten(
-    source: BodySource, response: RelayedResponse, pipeline: BodyPipeline, timing: RequestTiming
+    source: BodySource, response: ResponseSink, pipeline: BodyPipeline, timing: RequestTiming
 ) -> None:
     """Copy ``source`` through ``pipeline`` to the prepared ``response`` and finish it."""
     await response.write(b"")  # the headers go now: a buffering rewriter may hold everything
@@ -227,7 +268,7 @@ async def relay_rewritten(
     timing.bytes_out += len(out)
 
 
-async def relay_body(source: BodySource, response: RelayedResponse, timing: RequestTiming) -> None:
+async def relay_body(source: BodySource, response: ResponseSink, timing: RequestTiming) -> None:
     """Copy ``source`` to the prepared ``response`` and finish it."""
     ready = source.read_nowait()
     if source.is_eof() and isinstance(ready, bytes):  # a small body: one send with the headers
