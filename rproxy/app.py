@@ -25,6 +25,7 @@ from rproxy.api import api_routes
 from rproxy.auth import Authenticator, auth_middleware
 from rproxy.client import new_upstream_client
 from rproxy.config import Config, ServiceConfig, Upstream
+from rproxy.front import Front
 from rproxy.keys import (
     API,
     AUTHENTICATOR,
@@ -303,6 +304,8 @@ def make_runner(
     runner = Runner(
         app,
         client_timeout=config.timeouts.client,
+        # rproxy's own protocol for plain forwards, unless authentication must see every request
+        front=None if app.middlewares else partial(Front, app=app),
         access_log=None,
         shutdown_timeout=config.grace_period,
     )

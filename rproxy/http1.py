@@ -23,7 +23,8 @@ from multidict import CIMultiDict
 from rproxy.errors import BadUpstreamResponse
 
 HEAD_END = b"\r\n\r\n"
-MAX_HEAD_BYTES = 64 * 1024
+MAX_HEAD_BYTES = 64 * 1024  # an upstream's response head
+FIELD_LIMIT = 8190  # bytes in a client's request line and in each header (aiohttp's, nginx's 8 KiB)
 
 
 class Framing(enum.Enum):
@@ -67,11 +68,22 @@ class _HeadCollector:
 
 def request_head(method: str, target: str, headers: Iterable[tuple[str, str]]) -> bytes:
     """The request line and header block to send; ValueError if a part holds CR, LF or NUL."""
-    lines = [f"{method} {target} HTTP/1.1", *map(": ".join, headers), "", ""]
+    return _head(f"{method} {target} HTTP/1.1", headers)
+
+
+def response_head(
+    version: str, status: int, reason: str, headers: Iterable[tuple[str, str]]
+) -> bytes:
+    """The status line and header block to send; ValueError if a part holds CR, LF or NUL."""
+    return _head(f"HTTP/{version} {status} {reason}", headers)
+
+
+def _head(first: str, headers: Iterable[tuple[str, str]]) -> bytes:
+    lines = [first, *map(": ".join, headers), "", ""]
     text = "\r\n".join(lines)
     breaks = len(lines) - 1
     if text.count("\n") != breaks or text.count("\r") != breaks or "\0" in text:
-        raise ValueError("a request line or header contains CR, LF or NUL")
+        raise ValueError("a start line or header contains CR, LF or NUL")
     return text.encode("utf-8", "surrogateescape")
 
 

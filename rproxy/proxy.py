@@ -285,9 +285,10 @@ async def forward_plain(
         status = answer.status
         if answer.keep_alive is False:
             client.close_after()
+        body = answer.body if isinstance(answer.body, bytes) else b""
+        answer.headers["Content-Length"] = str(len(body))
         sink = await client.start(answer.status, answer.reason, answer.headers)
-        body = answer.body
-        await sink.write_eof(body if isinstance(body, bytes) else b"")
+        await sink.write_eof(body)
     finally:
         metrics.finish(method, status, timing)
 

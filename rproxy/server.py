@@ -43,11 +43,9 @@ from aiohttp.http_exceptions import (
 from aiohttp.web_protocol import RequestHandler
 
 from rproxy.errors import plain_response
+from rproxy.http1 import FIELD_LIMIT
 
 logger = logging.getLogger(__name__)
-
-
-FIELD_LIMIT = 8190  # bytes in the request line and in each header (aiohttp's and nginx's 8 KiB)
 
 
 def _explanation(exc: BaseException | None) -> str:
@@ -169,19 +167,36 @@ def take_over(request: web.BaseRequest, protocol: asyncio.BaseProtocol) -> Taken
     return TakenOver(transport, early, handler.connection_lost)
 
 
+FrontFactory = Callable[[web.Server, Callable[[], asyncio.Protocol]], asyncio.Protocol]
+
+
 class _Server(web.Server):
-    """aiohttp's connection manager, making ``_Handler`` protocols."""
+    """aiohttp's connection manager, making ``front`` protocols (front.py), which hand a
+    connection to a ``_Handler`` when they need aiohttp, or ``_Handler`` protocols directly."""
 
     client_timeout: float
+    front: FrontFactory | None
 
-    def __call__(self) -> RequestHandler:
+    def __call__(self) -> asyncio.Protocol:  # type: ignore[override]
+        if self.front is not None:
+            return self.front(self, self.handler)
+        return self.handler()
+
+    def handler(self) -> RequestHandler:
         return _Handler(self, loop=self._loop, client_timeout=self.client_timeout, **self._kwargs)
 
 
 class Runner(web.AppRunner):
     """An AppRunner whose connections are rproxy's ``_Handler`` (see the module docstring)."""
 
-    def __init__(self, app: web.Application, *, client_timeout: float, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        app: web.Application,
+        *,
+        client_timeout: float,
+        front: FrontFactory | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(
             app,
             keepalive_timeout=client_timeout,
@@ -190,12 +205,14 @@ class Runner(web.AppRunner):
             **kwargs,
         )
         self._client_timeout = client_timeout
+        self._front = front
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()  # the application is started and frozen now
         server.__class__ = _Server  # aiohttp offers no other way to choose the protocol class
         assert isinstance(server, _Server)
         server.client_timeout = self._client_timeout
+        server.front = self._front
         server.request_handler = _direct(self.app)
         return server
 

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol
 
 import brotli
-from aiohttp import hdrs, web
+from aiohttp import HttpVersion11, hdrs, web
 from multidict import CIMultiDict
 
 from rproxy.errors import RproxyError, plain_response
@@ -172,9 +172,11 @@ class AiohttpSide:
     async def start(
         self, status: int, reason: str | None, headers: CIMultiDict[str]
     ) -> ResponseSink:
-        self.response = RelayedResponse(status=status, reason=reason, headers=headers)
-        await self.response.prepare(self._request)
-        return self.response
+        self.response = response = RelayedResponse(status=status, reason=reason, headers=headers)
+        if self._request.version < HttpVersion11 and hdrs.CONTENT_LENGTH not in headers:
+            response.force_close()  # the body ends with the connection (aiohttp forgets that)
+        await response.prepare(self._request)
+        return response
 
     def close_after(self) -> None:
         self._request.protocol.force_close()
