@@ -32,6 +32,7 @@ from rproxy.metrics import RequestTiming
 logger = logging.getLogger(__name__)
 
 DECODABLE = frozenset({"", "identity", "gzip", "x-gzip", "deflate", "br"})
+_INVENTED = (hdrs.CONTENT_TYPE, hdrs.SERVER)  # headers aiohttp adds that a relay must not
 
 
 class BodySource(Protocol):
@@ -187,16 +188,18 @@ class RelayedResponse(web.StreamResponse):
 
     aiohttp would add ``Content-Type: application/octet-stream`` to a response that has none;
     for a proxy that changes what the browser does (a download instead of a sniffed page), so
-    a Content-Type the upstream did not send is taken out again.
+    a Content-Type the upstream did not send is taken out again. So is the ``Server`` aiohttp
+    would add (its name and version): a relayed response carries the upstream's, or none, as
+    from front.py.
     """
 
     _send_headers_immediately = False
 
     async def _prepare_headers(self) -> None:
-        invented = hdrs.CONTENT_TYPE not in self.headers
+        invented = [name for name in _INVENTED if name not in self.headers]
         await super()._prepare_headers()
-        if invented:
-            self.headers.popall(hdrs.CONTENT_TYPE, None)
+        for name in invented:
+            self.headers.popall(name, None)
 
 
 class BodyRefused(RproxyError):
