@@ -60,6 +60,9 @@ class UpstreamTimeout(UpstreamError):
     page = "The service behind this proxy did not answer in time."
 
 
+FAILED_HERE = "rproxy could not answer; its log says why."  # a 500: rproxy's own failure
+
+
 def plain_response(status: int, explanation: str = "", **headers: str) -> web.Response:
     """A short plain-text page: the status, then ``explanation``, which must be fixed text."""
     try:

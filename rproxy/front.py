@@ -2,10 +2,11 @@
 
 Every client connection starts here (when the app has no authentication middleware). A request
 head is read whole and checked by llhttp (httptools). A request that is simply forwarded is
-answered here: HTTP/1.0 or 1.1, no body, no upgrade or expectation, an origin-form target that
-``proxy.plain_route`` sends straight to a ready HTTP service. ``proxy.forward_plain`` forwards it,
-with this connection as its ``ClientSide``. Any other request, and anything unusual (a head llhttp
-refuses, a bare LF, a head over ``FIELD_LIMIT`` bytes, a repeated Host), hands the connection, from
+answered here: HTTP/1.0 or 1.1, no body or one of a Content-Length, no upgrade or expectation,
+an origin-form target that ``proxy.plain_route`` sends straight to a ready HTTP service.
+``proxy.forward_plain`` forwards it, with this connection as its ``ClientSide`` and its body's
+``BodyReader``. Any other request, and anything unusual (a head llhttp refuses, a bare LF, a head
+over ``FIELD_LIMIT`` bytes, a repeated Host or Content-Length), hands the connection, from
 that request on, to aiohttp's protocol (server.py's ``_Handler``) with every byte not yet answered:
 aiohttp's parser, its limits and error pages, and the whole application decide, as for every
 request before this module existed. Why: aiohttp's per-request machinery (its request and
@@ -28,21 +29,24 @@ progress finish within the grace period.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import re
 from collections.abc import Callable
 from http import HTTPStatus
+from typing import cast
 
 import httptools
 from aiohttp import web
 from aiohttp.helpers import rfc822_formatted_time
 from multidict import CIMultiDict
 
+from rproxy.errors import FAILED_HERE, plain_response
 from rproxy.forwarding import ClientView
 from rproxy.http1 import FIELD_LIMIT, response_head
 from rproxy.keys import CONFIG
-from rproxy.proxy import forward_plain, plain_route
+from rproxy.proxy import forward_plain, plain_route, send_page
 from rproxy.services import Service
 from rproxy.streams import ResponseSink
 from rproxy.urls import Forward
@@ -89,6 +93,7 @@ class Front(asyncio.Protocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._stall: asyncio.TimerHandle | None = None
         self._drain_waiter: asyncio.Future[None] | None = None
+        self._body_waiter: asyncio.Future[None] | None = None
         self._reading_paused = False
         self._writing_paused = False
         self._closing = False  # no further request is read: shutdown, or a close after this one
@@ -99,6 +104,7 @@ class Front(asyncio.Protocol):
         self._method = b""
         self._version = ""
         self._complete = False
+        self._body_left = 0  # bytes of the request's body not yet read
         self._http11 = True
         self._head_request = False
         self._keep_alive = True
@@ -127,7 +133,7 @@ class Front(asyncio.Protocol):
 
     # asyncio's
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport = transport  # type: ignore[assignment]
+        self._transport = transport = cast("asyncio.Transport", transport)  # uvloop's: no subclass
         peer = transport.get_extra_info("peername")
         if isinstance(peer, (list, tuple)):
             self._peer = str(peer[0])
@@ -140,12 +146,16 @@ class Front(asyncio.Protocol):
         self._deadline = self._loop.call_later(self._timeout, self._check_deadline)
 
     def data_received(self, data: bytes) -> None:
-        if self._closing:
-            return
+        if self._closing and self._task is None:
+            return  # (a request in progress may still be reading its body)
         self._buffer += data
         if self._task is None:
             self._next()
-        elif len(self._buffer) > _BUFFERED and not self._reading_paused:
+            return
+        waiter = self._body_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if len(self._buffer) > _BUFFERED and not self._reading_paused:
             assert self._transport is not None
             self._transport.pause_reading()
             self._reading_paused = True
@@ -176,9 +186,10 @@ class Front(asyncio.Protocol):
             if timer is not None:
                 timer.cancel()
         self._deadline = self._stall = None
-        waiter, self._drain_waiter = self._drain_waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(ConnectionResetError("the client went away"))
+        for waiter in (self._drain_waiter, self._body_waiter):
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(ConnectionResetError("the client went away"))
+        self._drain_waiter = self._body_waiter = None
 
     # aiohttp's web.Server calls these on shutdown
     def close(self) -> None:
@@ -221,6 +232,8 @@ class Front(asyncio.Protocol):
             self._hand_off()
             return
         del buffer[:end]
+        if self._body_left:  # llhttp waits for the body, which is counted here: a fresh parser
+            self._parser = httptools.HttpRequestParser(self)
         method = self._method.decode("ascii")
         self._head_request = method == "HEAD"
         self._idle_since = None
@@ -237,16 +250,17 @@ class Front(asyncio.Protocol):
             return None
         headers = self._headers
         if (
-            not self._complete
-            or self._method == b"CONNECT"
+            self._method == b"CONNECT"
             or "Transfer-Encoding" in headers
             or "Upgrade" in headers
             or "Expect" in headers
-            or headers.get("Content-Length", "0") != "0"
             or len(headers) > _MAX_HEADERS
             or len(headers.getall("Host", ())) > 1
-            or len(headers.getall("Content-Length", ())) > 1
+            or len(lengths := headers.getall("Content-Length", ())) > 1
         ):
+            return None
+        self._body_left = int(lengths[0]) if lengths else 0  # llhttp checked it is digits
+        if not self._complete and not self._body_left:
             return None
         if self._version not in ("1.1", "1.0") or not self._url.startswith(b"/"):
             return None
@@ -277,21 +291,20 @@ class Front(asyncio.Protocol):
         headers = self._headers
         try:
             view = ClientView(self._peer, self._scheme, headers.get("Host"))
-            await forward_plain(self._app, service, route, self, method, headers, view)
+            length = self._body_left
+            body = self if length else None
+            await forward_plain(
+                self._app, service, route, self, method, headers, view, body, length
+            )
+        except ConnectionError:  # the client went away as its page was sent
+            logger.debug("client went away during %s %s", method, route.path)
         except Exception:
             logger.exception("error answering %s %s", method, route.path)
             if not self._started and not self._lost:
-                self._keep_alive = False
-                text = b"500 Internal Server Error\n\nrproxy could not answer; its log says why.\n"
-                page = CIMultiDict(
-                    {
-                        "Content-Type": "text/plain; charset=utf-8",
-                        "Cache-Control": "no-store",
-                        "X-Content-Type-Options": "nosniff",
-                    }
-                )
-                self._pending = (500, None, page)
-                self._send(text, eof=True)
+                page = plain_response(500, FAILED_HERE)
+                page.force_close()
+                with contextlib.suppress(ConnectionError):
+                    await send_page(self, page)
         finally:
             self._task = None
             self._done()
@@ -305,8 +318,8 @@ class Front(asyncio.Protocol):
         if not self._finished:
             transport.abort()  # a response cut short must not look complete
             return
-        if not self._keep_alive or self._closing:
-            self._closing = True
+        if not self._keep_alive or self._closing or self._body_left:
+            self._closing = True  # (a body left unread hides where the next request begins)
             transport.close()
             return
         self._idle_since = self._loop.time()
@@ -335,6 +348,33 @@ class Front(asyncio.Protocol):
         if self._transport is not None and self._writing_paused:
             logger.info("a client read nothing for %gs; its connection is closed", self._timeout)
             self._transport.abort()
+
+    # the BodyReader of proxy.forward_plain
+    async def readany(self) -> bytes:
+        """The request body's next bytes as they arrive; b"" after its last."""
+        while left := self._body_left:
+            buffer = self._buffer
+            if buffer:
+                if len(buffer) <= left:
+                    chunk = bytes(buffer)
+                    buffer.clear()
+                else:
+                    chunk = bytes(buffer[:left])
+                    del buffer[:left]
+                self._body_left = left - len(chunk)
+                if self._reading_paused and len(buffer) <= _BUFFERED:
+                    assert self._transport is not None
+                    self._reading_paused = False
+                    self._transport.resume_reading()
+                return chunk
+            if self._lost:
+                raise ConnectionResetError("the client went away in the middle of its body")
+            self._body_waiter = self._loop.create_future()
+            try:
+                await self._body_waiter
+            finally:
+                self._body_waiter = None
+        return b""
 
     # the ClientSide of proxy.forward_plain
     async def start(

@@ -56,6 +56,7 @@ from rproxy.rewriters.chain import rewrite_response
 from rproxy.services import Service, VncService
 from rproxy.streams import (
     AiohttpSide,
+    BodyReader,
     ClientSide,
     RequestBody,
     RewriteFailed,
@@ -240,14 +241,10 @@ async def _forward(
     timing: RequestTiming,
 ) -> web.StreamResponse:
     config = app[CONFIG]
-    limit = config.max_body_size
-    if limit and (request.content_length or 0) > limit:
-        return too_large(limit)
-    body = (
-        RequestBody(request, timing, idle=config.timeouts.client, limit=limit)
-        if request.body_exists
-        else None
-    )
+    reader = request.content if request.body_exists else None
+    body = _request_body(config, request.content_length or 0, reader, timing)
+    if isinstance(body, web.Response):
+        return body
     client = AiohttpSide(request)
     headers = _upstream_headers(request, config, service)
     host = request.headers.get("Host")
@@ -260,6 +257,18 @@ async def _forward(
     return client.response
 
 
+def _request_body(
+    config: Config, length: int, reader: BodyReader | None, timing: RequestTiming
+) -> RequestBody | web.Response | None:
+    """The body to send upstream (None: none), or the 413 for a declared ``length`` too large."""
+    limit = config.max_body_size
+    if limit and length > limit:
+        return too_large(limit)
+    if reader is None:
+        return None
+    return RequestBody(reader, timing, idle=config.timeouts.client, limit=limit)
+
+
 async def forward_plain(
     app: web.Application,
     service: Service,
@@ -268,29 +277,42 @@ async def forward_plain(
     method: str,
     headers: Headers,
     view: ClientView,
+    body: BodyReader | None,
+    length: int,
 ) -> None:
-    """Forward a request without a body that front.py read itself (a ``plain_route``, no
-    authentication), counted in the metrics as ``handle`` counts the others."""
+    """Forward a request that front.py read itself (a ``plain_route``, no authentication; a
+    body of ``length`` bytes from ``body``, or none), counted in the metrics as ``handle``
+    counts the others."""
     metrics = app[METRICS]
     timing = metrics.begin()
     status = 500
     try:
-        upstream = upstream_headers(headers, view, None, app[CONFIG], service)
-        answer = await _exchange(
-            app, service, route, timing, client, method, upstream, None, view.host
-        )
+        config = app[CONFIG]
+        upload = _request_body(config, length, body, timing)
+        if isinstance(upload, web.Response):
+            answer: int | web.Response = upload
+        else:
+            upstream = upstream_headers(headers, view, None, config, service)
+            answer = await _exchange(
+                app, service, route, timing, client, method, upstream, upload, view.host
+            )
         if isinstance(answer, int):
             status = answer
             return
         status = answer.status
-        if answer.keep_alive is False:
-            client.close_after()
-        body = answer.body if isinstance(answer.body, bytes) else b""
-        answer.headers["Content-Length"] = str(len(body))
-        sink = await client.start(answer.status, answer.reason, answer.headers)
-        await sink.write_eof(body)
+        await send_page(client, answer)
     finally:
         metrics.finish(method, status, timing)
+
+
+async def send_page(client: ClientSide, page: web.Response) -> None:
+    """One of rproxy's own pages (``errors.plain_response``) to a ``client`` of front.py."""
+    if page.keep_alive is False:
+        client.close_after()
+    text = page.body if isinstance(page.body, bytes) else b""
+    page.headers["Content-Length"] = str(len(text))
+    sink = await client.start(page.status, page.reason, page.headers)
+    await sink.write_eof(text)
 
 
 async def _exchange(

@@ -42,7 +42,7 @@ from aiohttp.http_exceptions import (
 )
 from aiohttp.web_protocol import RequestHandler
 
-from rproxy.errors import plain_response
+from rproxy.errors import FAILED_HERE, plain_response
 from rproxy.http1 import FIELD_LIMIT
 
 logger = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class _Handler(RequestHandler):
         if status >= 500:
             if exc is not None:
                 logger.error("error answering %s", request.remote, exc_info=exc)
-            response = plain_response(status, "rproxy could not answer; its log says why.")
+            response = plain_response(status, FAILED_HERE)
         else:
             logger.info(
                 "refused a malformed request from %s: %s",

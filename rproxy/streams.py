@@ -206,6 +206,12 @@ class BodyRefused(RproxyError):
     """The client's body stalled or grew past the limit; ``RequestBody.refusal`` answers it."""
 
 
+class BodyReader(Protocol):
+    """Where a request body comes from: aiohttp's ``request.content``, or front.py's connection."""
+
+    async def readany(self) -> bytes: ...
+
+
 class RequestBody:
     """The client's request body as it arrives, for the upstream pool to send on.
 
@@ -215,16 +221,16 @@ class RequestBody:
     """
 
     def __init__(
-        self, request: web.BaseRequest, timing: RequestTiming, *, idle: float, limit: int
+        self, content: BodyReader, timing: RequestTiming, *, idle: float, limit: int
     ) -> None:
-        self._request = request
+        self._content = content
         self._timing = timing
         self._idle = idle
         self._limit = limit
         self.refusal: web.Response | None = None
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        content, timing, received = self._request.content, self._timing, 0
+        content, timing, received = self._content, self._timing, 0
         while True:
             try:
                 async with asyncio.timeout(self._idle):
