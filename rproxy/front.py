@@ -68,6 +68,10 @@ class _Framing(enum.Enum):
     CLOSE = "close"
 
 
+# the members as globals: reading a member off an Enum class costs ~0.18 us on Python 3.11
+_NONE, _LENGTH, _CHUNKED, _CLOSE = _Framing.NONE, _Framing.LENGTH, _Framing.CHUNKED, _Framing.CLOSE
+
+
 class Front(asyncio.Protocol):
     """One client connection, until a request needs aiohttp (see the module docstring)."""
 
@@ -109,7 +113,7 @@ class Front(asyncio.Protocol):
         self._head_request = False
         self._keep_alive = True
         self._pending: tuple[int, str | None, CIMultiDict[str]] | None = None
-        self._framing = _Framing.NONE
+        self._framing = _NONE
         self._started = False
         self._finished = False
 
@@ -405,24 +409,24 @@ class Front(asyncio.Protocol):
             raise ConnectionResetError("the client went away")
         if self._pending is not None:
             head = self._head()
-            if self._framing is _Framing.NONE:
+            if self._framing is _NONE:
                 data = b""
-            elif self._framing is _Framing.CHUNKED and data:
+            elif self._framing is _CHUNKED and data:
                 data = b"%x\r\n%b\r\n" % (len(data), bytes(data))
-            if eof and self._framing is _Framing.CHUNKED:
+            if eof and self._framing is _CHUNKED:
                 data = bytes(data) + b"0\r\n\r\n"
             if len(data) <= _SMALL:
                 transport.write(head + data)
             else:
                 transport.writelines((head, data))
-        elif self._framing is _Framing.CHUNKED:
+        elif self._framing is _CHUNKED:
             if data:
                 transport.writelines(
                     (b"%x\r\n" % len(data), data, b"\r\n0\r\n\r\n" if eof else b"\r\n")
                 )
             elif eof:
                 transport.write(b"0\r\n\r\n")
-        elif data and self._framing is not _Framing.NONE:
+        elif data and self._framing is not _NONE:
             transport.write(data)
         if eof:
             self._finished = True
@@ -433,17 +437,17 @@ class Front(asyncio.Protocol):
         status, reason, headers = self._pending
         self._pending = None
         if self._head_request or status < 200 or status in (204, 304):
-            self._framing = _Framing.NONE
+            self._framing = _NONE
             if status < 200 or status == 204:
                 headers.popall("Content-Length", None)
             headers.popall("Transfer-Encoding", None)
         elif "Content-Length" in headers:
-            self._framing = _Framing.LENGTH
+            self._framing = _LENGTH
         elif self._http11:
-            self._framing = _Framing.CHUNKED
+            self._framing = _CHUNKED
             headers["Transfer-Encoding"] = "chunked"
         else:
-            self._framing = _Framing.CLOSE
+            self._framing = _CLOSE
             self._keep_alive = False
         if "Date" not in headers:
             headers["Date"] = rfc822_formatted_time()

@@ -36,6 +36,8 @@ _LOW_WATER = 128 * 1024
 _READ_SIZE = 256 * 1024  # one read from the upstream, at most
 _LEND_MIN = 16 * 1024  # a read at least this large is handed on as a view of the read buffer
 _BUFFERS = 4  # read buffers a connection keeps for reuse
+# Framing's members as globals: reading a member off an Enum class costs ~0.18 us on Python 3.11
+_NONE, _LENGTH, _CHUNKED, _CLOSE = Framing.NONE, Framing.LENGTH, Framing.CHUNKED, Framing.CLOSE
 
 Chunk = bytes | memoryview
 
@@ -229,15 +231,15 @@ class UpstreamResponse:
                 self._fail(exc)
                 return
             self.status, self.reason, self.headers = head.status, head.reason, head.headers
-            self._keep_alive = head.keep_alive and framing is not Framing.CLOSE
+            self._keep_alive = head.keep_alive and framing is not _CLOSE
             self._framing = framing
-            if framing is Framing.CHUNKED:
+            if framing is _CHUNKED:
                 self._parser = chunked_parser(self)
             if pos >= len(data):
                 rest: Chunk = b""
             else:  # a grown head is copied out; a view of the connection's buffer is not
                 rest = bytes(data[pos:]) if isinstance(data, bytearray) else data[pos:]
-            if framing is Framing.NONE or (framing is Framing.LENGTH and not self._remaining):
+            if framing is _NONE or (framing is _LENGTH and not self._remaining):
                 if rest:  # bytes after a response without a body: not a response of ours
                     self._keep_alive = False
                 self._finish()
@@ -259,7 +261,7 @@ class UpstreamResponse:
 
     def _feed_body(self, data: Chunk) -> None:
         framing = self._framing
-        if framing is Framing.LENGTH:
+        if framing is _LENGTH:
             size = len(data)
             if size < self._remaining:
                 self._remaining -= size
@@ -271,7 +273,7 @@ class UpstreamResponse:
             self._remaining = 0
             self._push(data)
             self._finish()
-        elif framing is Framing.CHUNKED:
+        elif framing is _CHUNKED:
             assert self._parser is not None
             try:
                 self._parser.feed_data(data)
@@ -293,7 +295,7 @@ class UpstreamResponse:
     def feed_eof(self, exc: BaseException | None) -> None:
         if self._done:
             return
-        if self._framing is Framing.CLOSE:
+        if self._framing is _CLOSE:
             self._keep_alive = False
             self._finish()
             return
