@@ -304,8 +304,7 @@ def make_runner(
     runner = Runner(
         app,
         client_timeout=config.timeouts.client,
-        # rproxy's own protocol for plain forwards, unless authentication must see every request
-        front=None if app.middlewares else partial(Front, app=app),
+        front=partial(Front, app=app),  # for plain forwards, when the app allows (server.py)
         access_log=None,
         shutdown_timeout=config.grace_period,
     )

@@ -1,6 +1,7 @@
 """rproxy's own HTTP/1.1 server protocol for the requests it simply forwards, aiohttp's for others.
 
-Every client connection starts here (when the app has no authentication middleware). A request
+Every client connection starts here, unless the app has a middleware (authentication) or a
+response-prepare signal (JupyterHub's version header): those need aiohttp's objects. A request
 head is read whole and checked by llhttp (httptools). A request that is simply forwarded is
 answered here: HTTP/1.0 or 1.1, no body or one of a Content-Length, no upgrade or expectation,
 an origin-form target that ``proxy.plain_route`` sends straight to a ready HTTP service.

@@ -212,7 +212,10 @@ class Runner(web.AppRunner):
         server.__class__ = _Server  # aiohttp offers no other way to choose the protocol class
         assert isinstance(server, _Server)
         server.client_timeout = self._client_timeout
-        server.front = self._front
+        # front.py's requests have no aiohttp request or response: nothing may need one
+        app = self.app
+        plain = not app.middlewares and not app.on_response_prepare
+        server.front = self._front if plain else None
         server.request_handler = _direct(self.app)
         return server
 

@@ -185,6 +185,10 @@ async def test_authtype_none_under_a_hub_says_so_loudly(
     proxy = await start_proxy(
         await start_upstream(upstream), environ=ENV, authtype="none", last_activity_interval=0
     )
+    # forwarded, first on its connection (after rproxy's own API, the connection is aiohttp's)
+    async with http.get(proxy / "user/alice/page") as response:
+        assert response.status == 404  # the upstream's
+        assert response.headers["X-JupyterHub-Version"]
     async with http.get(proxy / "user/alice/api") as response:
         assert response.status == 200  # nobody asked
         assert response.headers["X-JupyterHub-Version"]
