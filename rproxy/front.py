@@ -103,6 +103,7 @@ class Front(asyncio.Protocol):
         self._writing_paused = False
         self._closing = False  # no further request is read: shutdown, or a close after this one
         self._lost = False
+        self._handed_off = False
         # the request being parsed, then answered
         self._url = b""
         self._headers: CIMultiDict[str] = CIMultiDict()
@@ -155,12 +156,12 @@ class Front(asyncio.Protocol):
             return  # (a request in progress may still be reading its body)
         self._buffer += data
         if self._task is None:
-            self._next()
-            return
-        waiter = self._body_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-        if len(self._buffer) > _BUFFERED and not self._reading_paused:
+            self._next()  # may hand the connection off: then it is not this protocol's to pause
+        else:
+            waiter = self._body_waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+        if len(self._buffer) > _BUFFERED and not self._reading_paused and not self._handed_off:
             assert self._transport is not None
             self._transport.pause_reading()
             self._reading_paused = True
@@ -183,6 +184,7 @@ class Front(asyncio.Protocol):
             waiter.set_result(None)
         if self._task is None and self._buffer and not self._closing:
             self._next()
+            self._resume_reading()
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._lost = self._closing = True
@@ -276,7 +278,7 @@ class Front(asyncio.Protocol):
         """From now on aiohttp's protocol has this connection, and every byte not answered."""
         transport = self._transport
         assert transport is not None
-        self._closing = True  # this protocol is done with the connection
+        self._closing = self._handed_off = True  # this protocol is done with the connection
         self._manager._connections.pop(self, None)  # type: ignore[call-overload]
         for timer in (self._deadline, self._stall):
             if timer is not None:
@@ -330,11 +332,16 @@ class Front(asyncio.Protocol):
         self._idle_since = self._loop.time()
         if self._deadline is None:
             self._deadline = self._loop.call_later(self._timeout, self._check_deadline)
-        if self._reading_paused:
-            self._reading_paused = False
-            transport.resume_reading()
         if self._buffer:
             self._next()
+        self._resume_reading()
+
+    def _resume_reading(self) -> None:
+        """Read again once the requests waiting here fit in ``_BUFFERED``."""
+        if self._reading_paused and len(self._buffer) <= _BUFFERED and not self._handed_off:
+            assert self._transport is not None
+            self._reading_paused = False
+            self._transport.resume_reading()
 
     def _check_deadline(self) -> None:
         self._deadline = None
@@ -367,10 +374,7 @@ class Front(asyncio.Protocol):
                     chunk = bytes(buffer[:left])
                     del buffer[:left]
                 self._body_left = left - len(chunk)
-                if self._reading_paused and len(buffer) <= _BUFFERED:
-                    assert self._transport is not None
-                    self._reading_paused = False
-                    self._transport.resume_reading()
+                self._resume_reading()
                 return chunk
             if self._lost:
                 raise ConnectionResetError("the client went away in the middle of its body")

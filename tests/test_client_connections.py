@@ -25,7 +25,7 @@ from support import StartProxy, StartUpstream, free_port, listen
 from yarl import URL
 
 from rproxy.app import make_runner
-from rproxy.server import FIELD_LIMIT
+from rproxy.http1 import FIELD_LIMIT
 from rproxy.sources import load_config
 
 PREFIX = "/user/ann/"
@@ -545,20 +545,6 @@ async def test_a_request_line_at_the_limit_is_forwarded_and_one_byte_over_is_ref
     assert refused.body.startswith(b"400 Bad Request\n\n")
     assert b"aaaa" not in refused.body
     assert recorder.paths == [f"/long?{query}"]
-
-
-async def test_a_request_head_trickled_in_small_writes_is_answered(
-    proxied: tuple[Upstream, URL],
-) -> None:
-    recorder, proxy = proxied
-    head = request("slow?x=1", "Accept: */*", "X-Trickle: yes")
-    async with connect(proxy) as client:
-        for start in range(0, len(head), 3):
-            client.send(head[start : start + 3])
-            await client.writer.drain()
-        _echoed(await client.reply(), "GET", "slow?x=1")
-        _echoed(await client.exchange(request("whole")), "GET", "whole")
-    assert recorder.seen[0].headers["X-Trickle"] == "yes"
 
 
 async def test_an_unreachable_upstream_gets_502_and_the_connection_goes_on(
