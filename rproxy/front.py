@@ -266,7 +266,10 @@ class Front(asyncio.Protocol):
             or len(lengths := headers.getall("Content-Length", ())) > 1
         ):
             return None
-        self._body_left = int(lengths[0]) if lengths else 0  # llhttp checked it is digits
+        length = lengths[0] if lengths else "0"
+        if not (length.isascii() and length.isdigit()):  # llhttp checked it; so does this
+            return None
+        self._body_left = int(length)
         if not self._complete and not self._body_left:
             return None
         if self._version not in ("1.1", "1.0") or not self._url.startswith(b"/"):
