@@ -4,6 +4,8 @@ aiohttp answers a request it cannot parse itself, before any handler or middlewa
 text page that repeats the offending bytes. rproxy's ``Runner`` swaps in a request handler whose
 answer is fixed text chosen by the kind of error (nothing from the request is echoed), with
 ``nosniff``, ``no-store`` and a closed connection, and which logs one line, not a traceback.
+Outside JupyterHub a connection begins with front.py's protocol, which answers plain forwards
+itself and hands the connection here for anything else (``_Server``).
 
 One setting bounds how long a client may hold a connection without doing its part
 (``--client-timeout``):
@@ -187,7 +189,9 @@ class _Server(web.Server):
 
 
 class Runner(web.AppRunner):
-    """An AppRunner whose connections are rproxy's ``_Handler`` (see the module docstring)."""
+    """An AppRunner whose connections are rproxy's ``_Handler`` (see the module docstring), or
+    begin with ``front`` (front.py) when the app has no middleware and no response-prepare
+    signal: front.py's requests have no aiohttp request or response for those to see."""
 
     def __init__(
         self,
@@ -212,7 +216,6 @@ class Runner(web.AppRunner):
         server.__class__ = _Server  # aiohttp offers no other way to choose the protocol class
         assert isinstance(server, _Server)
         server.client_timeout = self._client_timeout
-        # front.py's requests have no aiohttp request or response: nothing may need one
         app = self.app
         plain = not app.middlewares and not app.on_response_prepare
         server.front = self._front if plain else None
