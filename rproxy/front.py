@@ -7,7 +7,7 @@ answered here: HTTP/1.0 or 1.1, no body or one of a Content-Length, no upgrade o
 an origin-form target that ``proxy.plain_route`` sends straight to a ready HTTP service.
 ``proxy.forward_plain`` forwards it, with this connection as its ``ClientSide`` and its body's
 ``BodyReader``. Any other request, and anything unusual (a head llhttp refuses, a bare LF, a head
-over ``FIELD_LIMIT`` bytes, a repeated Host or Content-Length), hands the connection, from
+over ``FIELD_LIMIT`` bytes, a repeated field, HTTP/1.1 without Host), hands the connection, from
 that request on, to aiohttp's protocol (server.py's ``_Handler``) with every byte not yet answered:
 aiohttp's parser, its limits and error pages, and the whole application decide, as for every
 request before this module existed. Why: aiohttp's per-request machinery (its request and
@@ -262,7 +262,6 @@ class Front(asyncio.Protocol):
             or "Upgrade" in headers
             or "Expect" in headers
             or len(headers) > _MAX_HEADERS
-            or len(headers.getall("Host", ())) > 1
             or len(lengths := headers.getall("Content-Length", ())) > 1
         ):
             return None
@@ -275,6 +274,10 @@ class Front(asyncio.Protocol):
         if self._version not in ("1.1", "1.0") or not self._url.startswith(b"/"):
             return None
         self._http11 = self._version == "1.1"
+        if self._http11 and "Host" not in headers:
+            return None  # aiohttp refuses it (RFC 9112 3.2)
+        if len(headers) > 1 and len({name.lower() for name in headers}) < len(headers):
+            return None  # a repeated field: aiohttp refuses some (User-Agent, Content-Type, ...)
         return plain_route(self._app, self._url.decode("utf-8", "surrogateescape"))
 
     def _hand_off(self) -> None:
