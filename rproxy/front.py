@@ -189,10 +189,7 @@ class Front(asyncio.Protocol):
     def connection_lost(self, exc: BaseException | None) -> None:
         self._lost = self._closing = True
         self._manager._connections.pop(self, None)  # type: ignore[call-overload]
-        for timer in (self._deadline, self._stall):
-            if timer is not None:
-                timer.cancel()
-        self._deadline = self._stall = None
+        self._stop_timers()
         for waiter in (self._drain_waiter, self._body_waiter):
             if waiter is not None and not waiter.done():
                 waiter.set_exception(ConnectionResetError("the client went away"))
@@ -262,10 +259,11 @@ class Front(asyncio.Protocol):
             or "Upgrade" in headers
             or "Expect" in headers
             or len(headers) > _MAX_HEADERS
-            or len(lengths := headers.getall("Content-Length", ())) > 1
+            # a repeated field (Content-Length too): aiohttp refuses some (User-Agent, ...)
+            or (len(headers) > 1 and len({name.lower() for name in headers}) < len(headers))
         ):
             return None
-        length = lengths[0] if lengths else "0"
+        length = headers.get("Content-Length", "0")
         if not (length.isascii() and length.isdigit()):  # llhttp checked it; so does this
             return None
         self._body_left = int(length)
@@ -276,9 +274,13 @@ class Front(asyncio.Protocol):
         self._http11 = self._version == "1.1"
         if self._http11 and "Host" not in headers:
             return None  # aiohttp refuses it (RFC 9112 3.2)
-        if len(headers) > 1 and len({name.lower() for name in headers}) < len(headers):
-            return None  # a repeated field: aiohttp refuses some (User-Agent, Content-Type, ...)
         return plain_route(self._app, self._url.decode("utf-8", "surrogateescape"))
+
+    def _stop_timers(self) -> None:
+        for timer in (self._deadline, self._stall):
+            if timer is not None:
+                timer.cancel()
+        self._deadline = self._stall = None
 
     def _hand_off(self) -> None:
         """From now on aiohttp's protocol has this connection, and every byte not answered."""
@@ -286,10 +288,7 @@ class Front(asyncio.Protocol):
         assert transport is not None
         self._closing = self._handed_off = True  # this protocol is done with the connection
         self._manager._connections.pop(self, None)  # type: ignore[call-overload]
-        for timer in (self._deadline, self._stall):
-            if timer is not None:
-                timer.cancel()
-        self._deadline = self._stall = None
+        self._stop_timers()
         data, self._buffer = bytes(self._buffer), bytearray()
         protocol = self._aiohttp_protocol()
         transport.set_protocol(protocol)
