@@ -22,7 +22,7 @@ from aiohttp import WSCloseCode, web
 from yarl import URL
 
 from rproxy.api import api_routes
-from rproxy.auth import Authenticator, auth_middleware
+from rproxy.auth import Authenticator, auth_middleware, header_admission
 from rproxy.client import new_upstream_client
 from rproxy.config import Config, ServiceConfig, Upstream
 from rproxy.front import Front
@@ -31,9 +31,11 @@ from rproxy.keys import (
     AUTHENTICATOR,
     CONFIG,
     CONNECTION_COUNT,
+    FRONT_STANDS_IN,
     METRICS,
     OPEN_WEBSOCKETS,
     PROMETHEUS,
+    RESPONSE_HEADERS,
     REWRITERS,
     SERVICES,
     VNC,
@@ -79,13 +81,22 @@ def make_app(
         app[VNC] = VncRoutes(
             VncTarget(config.vnc_upstream), config.vnc_path, Path(config.novnc_dir)
         )
+    app[RESPONSE_HEADERS] = []
     if config.hub.api_token:  # started by JupyterHub; the plugin imports jupyterhub, so only now
         from rproxy.plugins import jupyterhub
 
         authenticator = jupyterhub.setup(app, config, authenticator)
+    stands_in: set[object] = set()  # what front.py does itself: see server.Runner
+    if app[RESPONSE_HEADERS]:
+        app.on_response_prepare.append(_response_headers)
+        stands_in.add(_response_headers)
     if authenticator is not None:
-        app.middlewares.append(auth_middleware(authenticator))
+        middleware = auth_middleware(authenticator)
+        app.middlewares.append(middleware)
         app[AUTHENTICATOR] = authenticator
+        if header_admission(authenticator) is not None:
+            stands_in.add(middleware)
+    app[FRONT_STANDS_IN] = frozenset(stands_in)
     app.on_shutdown.append(_close_websockets)
     app.cleanup_ctx.append(partial(_upstream, client=client))
     app.cleanup_ctx.append(_loop_lag)
@@ -97,6 +108,11 @@ def make_app(
     app.router.register_resource(every_target)
     every_target.add_route("*", handle)
     return app
+
+
+async def _response_headers(request: web.Request, response: web.StreamResponse) -> None:
+    for name, value in request.app[RESPONSE_HEADERS]:
+        response.headers[name] = value
 
 
 async def _upstream(
@@ -305,6 +321,7 @@ def make_runner(
         app,
         client_timeout=config.timeouts.client,
         front=partial(Front, app=app),  # for plain forwards, when the app allows (server.py)
+        stands_in=app[FRONT_STANDS_IN],
         access_log=None,
         shutdown_timeout=config.grace_period,
     )

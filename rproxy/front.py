@@ -43,10 +43,11 @@ from aiohttp import web
 from aiohttp.helpers import rfc822_formatted_time
 from multidict import CIMultiDict
 
+from rproxy.auth import Admitted, header_admission
 from rproxy.errors import FAILED_HERE, plain_response
 from rproxy.forwarding import ClientView
-from rproxy.http1 import FIELD_LIMIT, response_head
-from rproxy.keys import CONFIG
+from rproxy.http1 import FIELD_LIMIT, header_fields, response_head
+from rproxy.keys import AUTHENTICATOR, CONFIG, RESPONSE_HEADERS
 from rproxy.proxy import forward_plain, plain_route, send_page
 from rproxy.services import Service
 from rproxy.streams import ResponseSink
@@ -86,6 +87,11 @@ class Front(asyncio.Protocol):
         self._aiohttp_protocol = aiohttp_protocol
         self._app = app
         self._timeout = app[CONFIG].timeouts.client
+        # with an authenticator, only what it admits from the headers is answered here
+        self._guarded = AUTHENTICATOR in app
+        self._admit = header_admission(app.get(AUTHENTICATOR))
+        always: list[tuple[str, str]] = app[RESPONSE_HEADERS]  # set on every response
+        self._always = tuple(always)
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpRequestParser(self)
@@ -106,6 +112,7 @@ class Front(asyncio.Protocol):
         self._handed_off = False
         # the request being parsed, then answered
         self._url = b""
+        self._target = ""
         self._headers: CIMultiDict[str] = CIMultiDict()
         self._method = b""
         self._version = ""
@@ -119,14 +126,9 @@ class Front(asyncio.Protocol):
         self._started = False
         self._finished = False
 
-    # llhttp's callbacks
+    # llhttp's callbacks (no on_header: header_fields splits them, quicker)
     def on_url(self, url: bytes) -> None:
         self._url += url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.add(
-            name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape")
-        )
 
     def on_headers_complete(self) -> None:
         parser = self._parser  # read here: llhttp forgets them once the message is complete
@@ -231,7 +233,8 @@ class Front(asyncio.Protocol):
             return
         end += 4
         self._searched = 0
-        plain = self._plain(bytes(buffer[:end])) if end <= FIELD_LIMIT else None
+        head = bytes(buffer[:end])
+        plain = self._plain(head) if end <= FIELD_LIMIT else None
         if plain is None:
             self._hand_off()
             return
@@ -241,18 +244,16 @@ class Front(asyncio.Protocol):
         method = self._method.decode("ascii")
         self._head_request = method == "HEAD"
         self._idle_since = None
-        self._task = self._loop.create_task(self._serve(method, *plain))
+        self._task = self._loop.create_task(self._serve(method, *plain, head))
 
     def _plain(self, head: bytes) -> tuple[Service, Forward] | None:
         """The service and route of ``head``'s request when it is answered here, else None."""
-        if head.count(b"\n") != head.count(b"\r\n"):
-            return None
-        self._url, self._headers, self._complete = b"", CIMultiDict(), False
+        self._url, self._complete = b"", False
         try:
-            self._parser.feed_data(head)
+            self._parser.feed_data(head)  # (llhttp refuses a bare LF)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade):
             return None
-        headers = self._headers
+        headers = self._headers = header_fields(head)
         if (
             self._method == b"CONNECT"
             or "Transfer-Encoding" in headers
@@ -274,7 +275,8 @@ class Front(asyncio.Protocol):
         self._http11 = self._version == "1.1"
         if self._http11 and "Host" not in headers:
             return None  # aiohttp refuses it (RFC 9112 3.2)
-        return plain_route(self._app, self._url.decode("utf-8", "surrogateescape"))
+        self._target = self._url.decode("utf-8", "surrogateescape")
+        return plain_route(self._app, self._target)
 
     def _stop_timers(self) -> None:
         for timer in (self._deadline, self._stall):
@@ -298,15 +300,24 @@ class Front(asyncio.Protocol):
         if data:
             protocol.data_received(data)
 
-    async def _serve(self, method: str, service: Service, route: Forward) -> None:
+    async def _serve(self, method: str, service: Service, route: Forward, head: bytes) -> None:
         self._pending, self._started, self._finished = None, False, False
         headers = self._headers
         try:
+            user = None
+            if self._guarded:
+                admitted = await self._admission(headers)
+                if admitted is None:  # aiohttp's protocol and the auth middleware decide
+                    if not self._lost and not self._closing:
+                        self._buffer[:0] = head
+                        self._hand_off()
+                    return
+                user = admitted.user
             view = ClientView(self._peer, self._scheme, headers.get("Host"))
             length = self._body_left
             body = self if length else None
             await forward_plain(
-                self._app, service, route, self, method, headers, view, body, length
+                self._app, service, route, self, method, headers, view, body, length, user
             )
         except ConnectionError:  # the client went away as its page was sent
             logger.debug("client went away during %s %s", method, route.path)
@@ -321,11 +332,22 @@ class Front(asyncio.Protocol):
             self._task = None
             self._done()
 
+    async def _admission(self, headers: CIMultiDict[str]) -> Admitted | None:
+        """The authenticator's yes for this request from its headers, or None (see auth.py)."""
+        if self._admit is None:
+            return None
+        path = self._target.partition("#")[0].partition("?")[0]  # as aiohttp's rel_url.raw_path
+        try:
+            return await self._admit(path, headers)
+        except Exception:
+            logger.exception("the authenticator failed to admit %s; aiohttp's path decides", path)
+            return None
+
     def _done(self) -> None:
         """After a response: close, or wait for the next request (perhaps already here)."""
         transport = self._transport
         assert transport is not None
-        if self._lost:
+        if self._lost or self._handed_off:
             return
         if not self._finished:
             transport.abort()  # a response cut short must not look complete
@@ -461,6 +483,8 @@ class Front(asyncio.Protocol):
             self._keep_alive = False
         if "Date" not in headers:
             headers["Date"] = rfc822_formatted_time()
+        for name, value in self._always:
+            headers[name] = value
         if self._keep_alive and not self._closing:
             if not self._http11:
                 headers["Connection"] = "keep-alive"

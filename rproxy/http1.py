@@ -4,10 +4,11 @@
 arrived through aiohttp's parser, rproxy's own are built from checked parts) and still refuses
 any CR, LF or NUL inside them, so nothing copied into a header can start another one.
 ``parse_response_head`` reads one complete response head with llhttp (httptools): it must end
-with an empty line and use CRLF line ends only, so the head llhttp sees and the head rproxy cut
-out are the same bytes. ``body_framing`` decides how the body that follows is delimited
-(RFC 9112 6.3): none, a Content-Length, chunked, or up to the close of the connection; an
-ambiguous head (Content-Length with Transfer-Encoding, several lengths) is refused.
+with an empty line, and llhttp accepts CRLF line ends only, so the head llhttp sees and the head
+rproxy cut out are the same bytes (``header_fields`` splits its fields). ``body_framing`` decides
+how the body that follows is delimited (RFC 9112 6.3): none, a Content-Length, chunked, or up to
+the close of the connection; an ambiguous head (Content-Length with Transfer-Encoding, several
+lengths) is refused.
 This module does no I/O and keeps no state.
 """
 
@@ -43,21 +44,17 @@ class ResponseHead:
 
 
 class _HeadCollector:
-    __slots__ = ("complete", "extra", "headers", "reason")
+    """llhttp's callbacks for a response head; no ``on_header``: ``header_fields`` splits them."""
+
+    __slots__ = ("complete", "extra", "reason")
 
     def __init__(self) -> None:
-        self.headers: CIMultiDict[str] = CIMultiDict()
         self.reason = b""
         self.complete = False
         self.extra = False
 
     def on_status(self, status: bytes) -> None:
         self.reason += status
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.add(
-            name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape")
-        )
 
     def on_headers_complete(self) -> None:
         self.complete = True
@@ -91,8 +88,6 @@ def parse_response_head(head: bytes, *, upgrade: bool = False) -> ResponseHead:
     """Parse ``head``: the status line through the empty line, ``HEAD_END`` included.
 
     A switch of protocols (101 with Upgrade) is accepted only when ``upgrade`` asked for one."""
-    if head.count(b"\n") != head.count(b"\r\n"):
-        raise BadUpstreamResponse("the response head has a bare LF line end")
     collector = _HeadCollector()
     parser = httptools.HttpResponseParser(collector)
     try:
@@ -107,9 +102,24 @@ def parse_response_head(head: bytes, *, upgrade: bool = False) -> ResponseHead:
     return ResponseHead(
         status=parser.get_status_code(),
         reason=collector.reason.decode("latin-1"),
-        headers=collector.headers,
+        headers=header_fields(head),
         keep_alive=parser.should_keep_alive(),
     )
+
+
+def header_fields(head: bytes) -> CIMultiDict[str]:
+    """The fields of a ``head`` that llhttp accepted, in order, names as sent.
+
+    llhttp accepts CRLF line ends only, no folded line and no space before a colon, so every line
+    between the start line and the empty one is one ``name:value``. A value loses the spaces and
+    tabs around it, which are not part of it (RFC 9110 5.5; llhttp's ``on_header`` keeps trailing
+    ones, aiohttp's parser drops them). Splitting here costs less than llhttp's callback per
+    field; bytes that are not UTF-8 stay as surrogate escapes, as ``request_head`` writes them."""
+    fields: CIMultiDict[str] = CIMultiDict()
+    for line in head.decode("utf-8", "surrogateescape").split("\r\n")[1:-2]:
+        name, _, value = line.partition(":")
+        fields.add(name, value.strip(" \t"))
+    return fields
 
 
 def body_framing(

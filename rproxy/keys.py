@@ -27,6 +27,10 @@ METRICS = web.AppKey("metrics", ProxyMetrics)
 PROMETHEUS = web.AppKey("prometheus", CollectorRegistry)
 CONNECTION_COUNT: web.AppKey[Callable[[], int]] = web.AppKey("connection_count")
 AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator")
+# fields set on every response rproxy sends (JupyterHub's X-JupyterHub-Version), on both protocols
+RESPONSE_HEADERS: web.AppKey[list[tuple[str, str]]] = web.AppKey("response_headers")
+# the middlewares and response-prepare signals whose work front.py does itself (server.Runner)
+FRONT_STANDS_IN: web.AppKey[frozenset[object]] = web.AppKey("front_stands_in")
 API: web.AppKey[dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]]] = web.AppKey(
     "api"
 )

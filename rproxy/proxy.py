@@ -279,10 +279,11 @@ async def forward_plain(
     view: ClientView,
     body: BodyReader | None,
     length: int,
+    user: dict[str, Any] | None = None,
 ) -> None:
-    """Forward a request that front.py read itself (a ``plain_route``, no authentication; a
-    body of ``length`` bytes from ``body``, or none), counted in the metrics as ``handle``
-    counts the others."""
+    """Forward a request that front.py read itself (a ``plain_route``, admitted by the
+    authenticator if there is one, as ``user``; a body of ``length`` bytes from ``body``, or
+    none), counted in the metrics as ``handle`` counts the others."""
     metrics = app[METRICS]
     timing = metrics.begin()
     status = 500
@@ -292,7 +293,7 @@ async def forward_plain(
         if isinstance(upload, web.Response):
             answer: int | web.Response = upload
         else:
-            upstream = upstream_headers(headers, view, None, config, service)
+            upstream = upstream_headers(headers, view, user, config, service)
             answer = await _exchange(
                 app, service, route, timing, client, method, upstream, upload, view.host
             )

@@ -4,8 +4,9 @@ aiohttp answers a request it cannot parse itself, before any handler or middlewa
 text page that repeats the offending bytes. rproxy's ``Runner`` swaps in a request handler whose
 answer is fixed text chosen by the kind of error (nothing from the request is echoed), with
 ``nosniff``, ``no-store`` and a closed connection, and which logs one line, not a traceback.
-Outside JupyterHub a connection begins with front.py's protocol, which answers plain forwards
-itself and hands the connection here for anything else (``_Server``).
+A connection begins with front.py's protocol, which answers plain forwards itself and hands the
+connection here for anything else (``_Server``), unless the app has a middleware or a
+response-prepare signal whose work front.py does not do (``Runner``).
 
 One setting bounds how long a client may hold a connection without doing its part
 (``--client-timeout``):
@@ -190,8 +191,9 @@ class _Server(web.Server):
 
 class Runner(web.AppRunner):
     """An AppRunner whose connections are rproxy's ``_Handler`` (see the module docstring), or
-    begin with ``front`` (front.py) when the app has no middleware and no response-prepare
-    signal: front.py's requests have no aiohttp request or response for those to see."""
+    begin with ``front`` (front.py) when every middleware and response-prepare signal of the app
+    is one of ``stands_in``, whose work front.py does itself: its requests have no aiohttp
+    request or response for the others to see."""
 
     def __init__(
         self,
@@ -199,6 +201,7 @@ class Runner(web.AppRunner):
         *,
         client_timeout: float,
         front: FrontFactory | None = None,
+        stands_in: frozenset[object] = frozenset(),
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -210,14 +213,17 @@ class Runner(web.AppRunner):
         )
         self._client_timeout = client_timeout
         self._front = front
+        self._stands_in = stands_in
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()  # the application is started and frozen now
         server.__class__ = _Server  # aiohttp offers no other way to choose the protocol class
         assert isinstance(server, _Server)
         server.client_timeout = self._client_timeout
-        app = self.app
-        plain = not app.middlewares and not app.on_response_prepare
+        app, stands_in = self.app, self._stands_in
+        plain = all(m in stands_in for m in app.middlewares) and all(
+            s in stands_in for s in app.on_response_prepare
+        )
         server.front = self._front if plain else None
         server.request_handler = _direct(self.app)
         return server

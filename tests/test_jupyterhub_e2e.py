@@ -217,6 +217,7 @@ async def test_a_user_logs_in_through_oauth_and_reaches_the_app(
         forged = {"X-CDSDASHBOARDS-JH-USER": '{"name": "mallory"}'}
         async with browser.get(hub.url / "user/alice/headers", headers=forged) as response:
             assert response.history == ()
+            assert response.headers["X-JupyterHub-Version"]  # on forwarded pages too
             seen = await response.json()
         identities = [v for k, v in seen["headers"] if k.lower() == "x-cdsdashboards-jh-user"]
         assert len(identities) == 1

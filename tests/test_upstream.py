@@ -152,6 +152,7 @@ async def test_bytes_beyond_the_content_length_are_cut_and_the_connection_droppe
     "reply",
     [
         pytest.param(b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok", id="bare-lf"),
+        pytest.param(b"HTTP/1.1 200 OK\r\nX: a\nContent-Length: 2\r\n\r\nok", id="bare-lf-inside"),
         pytest.param(
             b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n"
             b"2\r\nok\r\n0\r\n\r\n",

@@ -49,3 +49,16 @@ class CookieSigner:
         message = f"{name}\n{payload}\n{stamp}".encode()
         digest = hmac.new(self._key, message, hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def cookie_value(header: str, name: str) -> str | None:
+    """The value of the first cookie called ``name`` in a Cookie request header, else None.
+
+    The pairs are ``name=value`` separated by ``;`` (RFC 6265 5.4). The first, because a browser
+    lists the cookie with the longest path first: rproxy's own, scoped to the prefix, before a
+    namesake a neighbour on the same host set for ``/`` (which would fail the signature)."""
+    for pair in header.split(";"):
+        key, equals, value = pair.strip().partition("=")
+        if equals and key == name:
+            return value.strip()
+    return None

@@ -30,15 +30,16 @@ import jupyterhub
 from aiohttp import web
 from jupyterhub.services.auth import HubOAuth
 from jupyterhub.utils import url_path_join
+from multidict import CIMultiDict, CIMultiDictProxy
 from tornado.web import HTTPError
 from yarl import URL
 
-from rproxy.auth import Authenticator, Identity
+from rproxy.auth import Admitted, Authenticator, Identity
 from rproxy.config import Config
 from rproxy.errors import plain_response
 from rproxy.forwarding import OWN_COOKIES
-from rproxy.keys import CONFIG, HUB_USER, METRICS
-from rproxy.plugins.cookies import CookieSigner
+from rproxy.keys import CONFIG, HUB_USER, METRICS, RESPONSE_HEADERS
+from rproxy.plugins.cookies import CookieSigner, cookie_value
 from rproxy.plugins.hub_activity import ActivityReporter
 from rproxy.urls import has_dot_segment
 from rproxy.websocket import is_upgrade
@@ -82,7 +83,7 @@ class HubAuthenticator:
         if not path.startswith(self._prefix):
             return None  # the proxy answers 404, or redirects the bare prefix: nothing to guard
         try:
-            model = await self._user(request)
+            model = await self._user(request.headers)
         except HTTPError as exc:
             logger.error("cannot check the user with the hub: %s", exc.log_message or exc)
             return plain_response(502, "The hub could not be asked who you are; try again.")
@@ -99,6 +100,20 @@ class HubAuthenticator:
         request[HUB_USER] = model
         return None
 
+    async def admit(
+        self, raw_path: str, headers: CIMultiDict[str] | CIMultiDictProxy[str]
+    ) -> Admitted | None:
+        """``check``'s yes, from the path and headers alone: the same user, the same decision."""
+        if raw_path == self.callback_path or not raw_path.startswith(self._prefix):
+            return None
+        try:
+            model = await self._user(headers)
+        except HTTPError:
+            return None  # check asks again and answers 502
+        if model is None or not self._allowed(model):
+            return None
+        return Admitted(model)
+
     async def identity(self, request: web.Request) -> Identity | None:
         model = request.get(HUB_USER)
         if model is None:
@@ -110,13 +125,15 @@ class HubAuthenticator:
             scopes=tuple(model.get("scopes") or ()),
         )
 
-    async def _user(self, request: web.Request) -> dict[str, Any] | None:
+    async def _user(
+        self, headers: CIMultiDict[str] | CIMultiDictProxy[str]
+    ) -> dict[str, Any] | None:
         token = None
-        header = _TOKEN_HEADER.match(request.headers.get("Authorization", ""))
+        header = _TOKEN_HEADER.match(headers.get("Authorization", ""))
         if header:
             token = header.group(1)
         else:
-            signed = request.cookies.get(self._cookie)
+            signed = cookie_value(headers.get("Cookie", ""), self._cookie)
             if signed:
                 token = self._signer.verify(self._cookie, signed, _COOKIE_MAX_AGE)
         if not token:
@@ -202,12 +219,7 @@ def setup(
     With ``--authtype oauth`` (the default under a hub) the HubAuthenticator guards everything,
     unless the caller brought its own; with ``--authtype none``, nobody is asked, loudly.
     """
-    version = jupyterhub.__version__
-
-    async def add_version(request: web.Request, response: web.StreamResponse) -> None:
-        response.headers["X-JupyterHub-Version"] = version
-
-    app.on_response_prepare.append(add_version)
+    app[RESPONSE_HEADERS].append(("X-JupyterHub-Version", jupyterhub.__version__))
     app.cleanup_ctx.append(_activity)
     if config.hub.authtype == "none":
         logger.warning(

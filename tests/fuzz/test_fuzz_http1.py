@@ -13,6 +13,10 @@ What is proven:
 - ``UpstreamResponse`` (head cutting, framing, body counting, chunked decoding, all fed the way a
   socket delivers bytes) gives the same status, headers, body and outcome for any split of the
   same bytes, including mutated ones; its failures are BadUpstreamResponse only;
+- ``header_fields`` splits every head llhttp accepts (a response head or a request head, with
+  spaces and tabs around values, bytes that are not UTF-8, any of the mutations) into exactly the
+  fields llhttp's own ``on_header`` callbacks give, less the spaces and tabs llhttp leaves at the
+  end of a value;
 - ``request_head`` refuses CR, LF or NUL anywhere in a method, target, header name or value, and
   otherwise writes exactly one line per part.
 """
@@ -36,6 +40,7 @@ from rproxy.http1 import (
     Framing,
     body_framing,
     chunked_parser,
+    header_fields,
     parse_response_head,
     request_head,
 )
@@ -166,6 +171,59 @@ def test_a_valid_head_parses_to_its_own_status_and_headers(
 )
 def test_a_mutated_head_is_refused_or_framed_unambiguously(head: bytes, head_request: bool) -> None:
     _check_framing(head, head_request)
+
+
+@st.composite
+def spaced_heads(draw: st.DrawFn) -> bytes:
+    """A response head whose values have spaces and tabs around them and bytes beyond ASCII."""
+    lines = [b"HTTP/1.1 200 OK"]
+    for _ in range(draw(st.integers(0, 6))):
+        name = draw(_TOKEN).encode()
+        value = draw(st.binary(max_size=12).map(lambda b: bytes(c for c in b if c > 0x20)))
+        before = draw(st.text(alphabet=" \t", max_size=3)).encode()
+        after = draw(st.text(alphabet=" \t", max_size=3)).encode()
+        lines.append(name + b":" + before + value + after)
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+class _Fields:
+    """llhttp's own account of a head's fields: the reference ``header_fields`` must match."""
+
+    def __init__(self) -> None:
+        self.fields: list[tuple[str, str]] = []
+        self.complete = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        value_text = value.decode("utf-8", "surrogateescape").rstrip(" \t")  # (RFC 9110 5.5)
+        self.fields.append((name.decode("utf-8", "surrogateescape"), value_text))
+
+    def on_headers_complete(self) -> None:
+        self.complete = True
+
+
+@FUZZ
+@given(
+    head=st.one_of(heads().map(lambda case: case[0]), mutated_heads(), spaced_heads()),
+    as_request=st.booleans(),
+)
+@example(head=b"HTTP/1.1 200 OK\r\nX:\t a \t\r\nY:\r\nZ: \t \r\nW: a:b\r\n\r\n", as_request=False)
+@example(head=b"HTTP/1.1 200 OK\r\nX: \xff\xfe caf\xc3\xa9\r\n\r\n", as_request=True)
+def test_header_fields_are_the_fields_llhttp_reads(head: bytes, as_request: bool) -> None:
+    if as_request and b"\r\n" in head:  # the same fields behind a request line
+        head = b"GET / HTTP/1.1" + head[head.index(b"\r\n") :]
+    if head.find(b"\r\n\r\n") != len(head) - 4:
+        return  # the callers cut a head at its first empty line
+    reference = _Fields()
+    kind = httptools.HttpRequestParser if as_request else httptools.HttpResponseParser
+    parser = kind(reference)
+    try:
+        parser.feed_data(head)
+    except httptools.HttpParserUpgrade:
+        pass  # the head was read whole
+    except httptools.HttpParserError:
+        return
+    if reference.complete:
+        assert list(header_fields(head).items()) == reference.fields
 
 
 def _encode_chunked(

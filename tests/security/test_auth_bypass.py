@@ -1,7 +1,8 @@
 """JupyterHub mode: without a valid login nothing behind rproxy is reached (CVE-2024-28179 class).
 
 A real rproxy with the JUPYTERHUB_* environment (``--authtype oauth``) fronts a recording main
-upstream, a recording ``--service`` mount and a recording VNC server (``--vnc-upstream``). For
+upstream, a recording ``--service`` mount and a recording VNC server (``--vnc-upstream``), and
+then the main upstream alone (where front.py answers plain requests itself). For
 every method, every route kind (the app, its WebSocket, rproxy's own ``api/*`` endpoints, which
 are all behind the login: none is public in this mode, the service mount, the VNC bridge and
 noVNC) and every way of presenting no valid login (nothing, a forged, tampered or other
@@ -80,6 +81,7 @@ ROUTES = [
 ]
 
 
+@pytest.mark.parametrize("mounts", [True, False], ids=["mounts", "app-only"])
 @pytest.mark.parametrize("credentials", CREDENTIALS)
 @pytest.mark.parametrize(("method", "target", "extra"), ROUTES)
 async def test_without_a_valid_login_nothing_behind_rproxy_is_reached(
@@ -87,17 +89,20 @@ async def test_without_a_valid_login_nothing_behind_rproxy_is_reached(
     target: str,
     extra: str,
     credentials: str,
+    mounts: bool,
     start_recorder: StartRecorder,
     start_proxy: StartProxy,
 ) -> None:
+    # app-only: no service or VNC mount, so a plain request reaches front.py (rproxy's own
+    # protocol), which must ask the authenticator's admit as aiohttp's path asks check
     main, ide, vnc = [await start_recorder(n) for n in ("main", "ide", "vnc")]
+    options = {
+        "service": [f"/ide/={ide.url}"],
+        "vnc_upstream": f"127.0.0.1:{vnc.port}",
+        "novnc_dir": "/usr/share/novnc",
+    }
     proxy = await start_proxy(
-        main.url,
-        environ=ENV,
-        last_activity_interval=0,
-        service=[f"/ide/={ide.url}"],
-        vnc_upstream=f"127.0.0.1:{vnc.port}",
-        novnc_dir="/usr/share/novnc",
+        main.url, environ=ENV, last_activity_interval=0, **(options if mounts else {})
     )
     body = ""
     if "\r\n\r\n" in extra:
