@@ -22,7 +22,7 @@ from aiohttp import WSCloseCode, web
 from yarl import URL
 
 from rproxy.api import api_routes
-from rproxy.auth import Authenticator, auth_middleware, header_admission
+from rproxy.auth import Authenticator, auth_middleware, head_decision
 from rproxy.client import new_upstream_client
 from rproxy.config import Config, ServiceConfig, Upstream
 from rproxy.front import Front
@@ -94,7 +94,7 @@ def make_app(
         middleware = auth_middleware(authenticator)
         app.middlewares.append(middleware)
         app[AUTHENTICATOR] = authenticator
-        if header_admission(authenticator) is not None:
+        if head_decision(authenticator) is not None:
             stands_in.add(middleware)
     app[FRONT_STANDS_IN] = frozenset(stands_in)
     app.on_shutdown.append(_close_websockets)

@@ -5,10 +5,11 @@ through (None) or answers it (a 403, a redirect to log in). The check runs in a 
 of every handler, so an upgrade request is refused before any upstream connection is made.
 Without an authenticator, everything under the prefix is served: that is standalone mode.
 
-An authenticator may also ``admit`` a request from its path and headers alone, without an aiohttp
-request: front.py (rproxy's own protocol for plain forwards) asks that, and forwards only what it
-admits; anything else, refusals and logins included, goes to aiohttp's protocol and this
-middleware. ``admit`` never refuses and never answers: it can only say yes, with the user.
+An authenticator may also ``decide`` from a request's head alone (method, target, headers,
+whether it came over TLS), without an aiohttp request: front.py (rproxy's own protocol for plain
+forwards) asks that, forwards only what it admits and sends the page of what it refuses; where
+``decide`` has no answer (None), the request goes to aiohttp's protocol and this middleware.
+The HubAuthenticator's ``check`` is its ``decide``, so both protocols decide alike.
 """
 
 from __future__ import annotations
@@ -42,30 +43,47 @@ class Authenticator(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Admitted:
-    """A request let through on its path and headers; ``user``: who it comes from, as the hub's
-    user model (forwarded with ``--forward-user-info``), when the authenticator knows."""
+    """A request let through; ``user``: who it comes from, as the hub's user model (forwarded with
+    ``--forward-user-info``), when the authenticator knows."""
 
     user: dict[str, Any] | None = None
 
 
-class AdmitsByHeaders(Protocol):
-    """An ``Authenticator`` that can also let a request through without an aiohttp request."""
+@dataclass(frozen=True, slots=True)
+class RequestHead:
+    """What ``decide`` may look at: no body, no connection."""
 
-    async def admit(
-        self, raw_path: str, headers: CIMultiDict[str] | CIMultiDictProxy[str]
-    ) -> Admitted | None:
-        """Admitted only when ``check`` would let this request (target path ``raw_path``, no
-        query) through; None for anything else, a refusal, a login to start or finish, or a
-        question it cannot answer now: ``check`` then decides on aiohttp's path."""
+    method: str
+    target: str  # the raw path and query
+    headers: CIMultiDict[str] | CIMultiDictProxy[str]
+    secure: bool  # the client's connection is TLS
+    upgrade: bool  # a WebSocket handshake
+
+    @property
+    def raw_path(self) -> str:
+        """The target's path, as aiohttp's ``rel_url.raw_path``."""
+        return self.target.partition("#")[0].partition("?")[0]
 
 
-Admit = Callable[[str, CIMultiDict[str]], Awaitable[Admitted | None]]
+Decision = Admitted | web.StreamResponse | None
 
 
-def header_admission(authenticator: Authenticator | None) -> Admit | None:
-    """``authenticator.admit`` when it has one (see ``AdmitsByHeaders``), else None."""
-    admit: Admit | None = getattr(authenticator, "admit", None)
-    return admit
+class DecidesByHead(Protocol):
+    """An ``Authenticator`` that can also decide without an aiohttp request."""
+
+    async def decide(self, head: RequestHead) -> Decision:
+        """``check``'s answer to the request of ``head``: Admitted where ``check`` lets it
+        through, the page that refuses it, or None where only ``check`` can answer."""
+
+
+def head_decision(
+    authenticator: Authenticator | None,
+) -> Callable[[RequestHead], Awaitable[Decision]] | None:
+    """``authenticator.decide`` when it has one (see ``DecidesByHead``), else None."""
+    decide: Callable[[RequestHead], Awaitable[Decision]] | None = getattr(
+        authenticator, "decide", None
+    )
+    return decide
 
 
 def auth_middleware(authenticator: Authenticator) -> Middleware:

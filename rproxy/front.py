@@ -1,17 +1,21 @@
 """rproxy's own HTTP/1.1 server protocol for the requests it simply forwards, aiohttp's for others.
 
-Every client connection starts here, unless the app has a middleware (authentication) or a
-response-prepare signal (JupyterHub's version header): those need aiohttp's objects. A request
-head is read whole and checked by llhttp (httptools). A request that is simply forwarded is
-answered here: HTTP/1.0 or 1.1, no body or one of a Content-Length, no upgrade or expectation,
-an origin-form target that ``proxy.plain_route`` sends straight to a ready HTTP service.
-``proxy.forward_plain`` forwards it, with this connection as its ``ClientSide`` and its body's
-``BodyReader``. Any other request, and anything unusual (a head llhttp refuses, a bare LF, a head
-over ``FIELD_LIMIT`` bytes, a repeated field, HTTP/1.1 without Host), hands the connection, from
-that request on, to aiohttp's protocol (server.py's ``_Handler``) with every byte not yet answered:
-aiohttp's parser, its limits and error pages, and the whole application decide, as for every
-request before this module existed. Why: aiohttp's per-request machinery (its request and
-response objects, its parser's URL, its writer) was about 40% of a small request's CPU.
+Every client connection starts here, unless the app has a middleware or a response-prepare
+signal whose work this module does not do (server.Runner): it does the auth middleware's for an
+authenticator that can ``decide`` from a request's head (auth.py), and it sets the fields every
+response carries (``RESPONSE_HEADERS``: JupyterHub's version). A request head is read whole and
+checked by llhttp (httptools). A request that is simply forwarded is answered here: HTTP/1.0 or
+1.1, no body or one of a Content-Length, no upgrade or expectation, an origin-form target that
+``proxy.plain_route`` sends straight to a ready HTTP service. ``proxy.forward_plain`` forwards it,
+with this connection as its ``ClientSide`` and its body's ``BodyReader``; behind an
+authenticator, only once ``decide`` admitted it (a refusal or a login is sent as the
+authenticator wrote it). Any other request, and anything unusual (a head llhttp refuses, a bare
+LF, a head over ``FIELD_LIMIT`` bytes, a repeated field, HTTP/1.1 without Host), hands the
+connection, from that request on, to aiohttp's protocol (server.py's ``_Handler``) with every
+byte not yet answered: aiohttp's parser, its limits and error pages, and the whole application
+decide, as for every request before this module existed. Why: aiohttp's per-request machinery
+(its request and response objects, its parser's URL, its writer) was about 40% of a small
+request's CPU.
 
 The deadlines are server.py's: a request head must be complete within ``client_timeout`` of the
 connection or of the previous response (an idle connection is closed after it; bytes that trickle
@@ -43,12 +47,12 @@ from aiohttp import web
 from aiohttp.helpers import rfc822_formatted_time
 from multidict import CIMultiDict
 
-from rproxy.auth import Admitted, header_admission
+from rproxy.auth import Admitted, Decision, RequestHead, head_decision
 from rproxy.errors import FAILED_HERE, plain_response
 from rproxy.forwarding import ClientView
 from rproxy.http1 import FIELD_LIMIT, header_fields, response_head
 from rproxy.keys import AUTHENTICATOR, CONFIG, RESPONSE_HEADERS
-from rproxy.proxy import forward_plain, plain_route, send_page
+from rproxy.proxy import answer_plain, forward_plain, plain_route, send_page
 from rproxy.services import Service
 from rproxy.streams import ResponseSink
 from rproxy.urls import Forward
@@ -87,9 +91,9 @@ class Front(asyncio.Protocol):
         self._aiohttp_protocol = aiohttp_protocol
         self._app = app
         self._timeout = app[CONFIG].timeouts.client
-        # with an authenticator, only what it admits from the headers is answered here
+        # with an authenticator, only what it decides from the head is answered here
         self._guarded = AUTHENTICATOR in app
-        self._admit = header_admission(app.get(AUTHENTICATOR))
+        self._decide = head_decision(app.get(AUTHENTICATOR))
         always: list[tuple[str, str]] = app[RESPONSE_HEADERS]  # set on every response
         self._always = tuple(always)
         self._loop = asyncio.get_running_loop()
@@ -306,13 +310,11 @@ class Front(asyncio.Protocol):
         try:
             user = None
             if self._guarded:
-                admitted = await self._admission(headers)
-                if admitted is None:  # aiohttp's protocol and the auth middleware decide
-                    if not self._lost and not self._closing:
-                        self._buffer[:0] = head
-                        self._hand_off()
+                decision = await self._decision(method, headers)
+                if not isinstance(decision, Admitted):
+                    await self._not_admitted(method, decision, head)
                     return
-                user = admitted.user
+                user = decision.user
             view = ClientView(self._peer, self._scheme, headers.get("Host"))
             length = self._body_left
             body = self if length else None
@@ -332,16 +334,30 @@ class Front(asyncio.Protocol):
             self._task = None
             self._done()
 
-    async def _admission(self, headers: CIMultiDict[str]) -> Admitted | None:
-        """The authenticator's yes for this request from its headers, or None (see auth.py)."""
-        if self._admit is None:
+    async def _decision(self, method: str, headers: CIMultiDict[str]) -> Decision:
+        """The authenticator's decision on this request from its head (see auth.py)."""
+        if self._decide is None:
             return None
-        path = self._target.partition("#")[0].partition("?")[0]  # as aiohttp's rel_url.raw_path
+        head = RequestHead(method, self._target, headers, self._scheme == "https", False)
         try:
-            return await self._admit(path, headers)
+            return await self._decide(head)
         except Exception:
-            logger.exception("the authenticator failed to admit %s; aiohttp's path decides", path)
+            logger.exception(
+                "the authenticator failed on %s; aiohttp's path decides", head.raw_path
+            )
             return None
+
+    async def _not_admitted(
+        self, method: str, page: web.StreamResponse | None, head: bytes
+    ) -> None:
+        """Send the authenticator's ``page`` (a refusal, a login); when it has none (only aiohttp's
+        path can answer), or the request has a body (aiohttp reads past a refused one; here the
+        connection would close), the request and the connection go to aiohttp's protocol."""
+        if page is not None and not self._body_left:
+            await answer_plain(self._app, self, method, page)
+        elif not self._lost and not self._closing:
+            self._buffer[:0] = head
+            self._hand_off()
 
     def _done(self) -> None:
         """After a response: close, or wait for the next request (perhaps already here)."""

@@ -306,12 +306,29 @@ async def forward_plain(
         metrics.finish(method, status, timing)
 
 
-async def send_page(client: ClientSide, page: web.Response) -> None:
-    """One of rproxy's own pages (``errors.plain_response``) to a ``client`` of front.py."""
+async def answer_plain(
+    app: web.Application, client: ClientSide, method: str, page: web.StreamResponse
+) -> None:
+    """Answer a request front.py read with one of rproxy's own pages (an authenticator's refusal
+    or login), counted in the metrics as ``handle`` counts the others."""
+    metrics = app[METRICS]
+    timing = metrics.begin()
+    try:
+        await send_page(client, page)
+    finally:
+        metrics.finish(method, page.status, timing)
+
+
+async def send_page(client: ClientSide, page: web.StreamResponse) -> None:
+    """One of rproxy's own pages (``errors.plain_response``) to a ``client`` of front.py, with
+    the cookies it sets."""
     if page.keep_alive is False:
         client.close_after()
-    text = page.body if isinstance(page.body, bytes) else b""
+    body = getattr(page, "body", None)
+    text = body if isinstance(body, bytes) else b""
     page.headers["Content-Length"] = str(len(text))
+    for cookie in page.cookies.values():  # as aiohttp writes them (StreamResponse._prepare_headers)
+        page.headers.add("Set-Cookie", cookie.output(header="")[1:])
     sink = await client.start(page.status, page.reason, page.headers)
     await sink.write_eof(text)
 

@@ -1,27 +1,28 @@
-"""front.py behind an authenticator (JupyterHub mode): it answers only what ``admit`` lets through.
+"""front.py behind an authenticator (JupyterHub mode): it answers what ``decide`` decides.
 
 rproxy runs with the JUPYTERHUB_* environment and ``--forward-user-info``, so the app carries the
 auth middleware and the X-JupyterHub-Version header, as under a hub, but its authenticator is
-``Doorkeeper``: an ``Authenticator`` with ``admit`` (auth.py's ``AdmitsByHeaders``) that lets in
-the requests carrying ``X-Key: open`` and records which of its two questions was asked about which
-path. ``admit`` is front.py's question, ``check`` aiohttp's (the middleware), so the records show
-which protocol answered each request. The hub's own authenticator, asked of a real JupyterHub
-with real tokens and cookies, is in tests/test_jupyterhub_e2e.py and tests/security.
+``Doorkeeper``: an ``Authenticator`` with ``decide`` (auth.py's ``DecidesByHead``) that lets in
+the requests carrying ``X-Key: open``, refuses the others with 403, leaves ``.../callback`` to
+``check`` (as the hub's authenticator leaves its OAuth callback), and records which of its two
+questions was asked about which path. ``decide`` is front.py's question, ``check`` aiohttp's (the
+middleware), so the records show which protocol answered each request. The hub's own
+authenticator, asked of a real JupyterHub with real tokens and cookies, is in
+tests/test_jupyterhub_e2e.py, tests/plugins/test_jupyterhub.py and tests/security.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import pytest
 from aiohttp import web
-from multidict import CIMultiDict
 from support import Refuse, StartProxy, StartUpstream
 from test_client_connections import PREFIX, Client, Upstream, connect, request
 from yarl import URL
 
-from rproxy.auth import Admitted
+from rproxy.auth import Admitted, Decision, RequestHead
 from rproxy.errors import plain_response
 from rproxy.forwarding import USER_HEADER
 from rproxy.keys import HUB_USER
@@ -38,15 +39,18 @@ KEY = "X-Key: open"
 
 
 class Doorkeeper:
-    """Lets in the requests with ``X-Key: open`` (as the user ann), on either question."""
+    """Lets in the requests with ``X-Key: open`` (as the user ann), refuses the others; a path
+    ending in ``/callback`` only ``check`` answers."""
 
     def __init__(self, *, stuck: bool = False) -> None:
-        self.stuck = stuck  # admit raises
-        self.asked: list[str] = []  # the paths admit was asked about (front.py)
+        self.stuck = stuck  # decide raises
+        self.decided: list[str] = []  # the paths decide was asked about (front.py)
         self.checked: list[str] = []  # the paths check was asked about (aiohttp's path)
 
     async def check(self, request: web.Request) -> web.StreamResponse | None:
         self.checked.append(request.rel_url.raw_path)
+        if request.rel_url.raw_path.endswith("/callback"):
+            return plain_response(200, "The callback, answered by check.")
         if request.headers.get("X-Key") == "open":
             request[HUB_USER] = ANN
             return None
@@ -55,26 +59,37 @@ class Doorkeeper:
     async def identity(self, request: web.Request) -> None:
         return None
 
-    async def admit(self, raw_path: str, headers: CIMultiDict[str]) -> Admitted | None:
-        self.asked.append(raw_path)
+    async def decide(self, head: RequestHead) -> Decision:
+        self.decided.append(head.raw_path)
         if self.stuck:
             raise RuntimeError("the door is stuck")
-        return Admitted(ANN) if headers.get("X-Key") == "open" else None
+        if head.raw_path.endswith("/callback"):
+            return None
+        if head.headers.get("X-Key") == "open":
+            return Admitted(ANN)
+        return plain_response(403, "Not for you.")
 
 
-async def _guarded(
-    start_upstream: StartUpstream, start_proxy: StartProxy, doorkeeper: Any
-) -> tuple[Upstream, URL]:
-    recorder = Upstream()
-    upstream = await start_upstream(recorder.app())
-    proxy = await start_proxy(
-        upstream,
-        environ=ENV,
-        authenticator=doorkeeper,
-        forward_user_info=True,
-        last_activity_interval=0,
-    )
-    return recorder, proxy
+Guarded = Callable[..., Awaitable[tuple[Doorkeeper, Upstream, URL]]]
+
+
+@pytest.fixture
+def guarded(start_upstream: StartUpstream, start_proxy: StartProxy) -> Guarded:
+    """Start rproxy under the hub's environment with a ``Doorkeeper(**kwargs)`` in front of an
+    ``Upstream``: the doorkeeper, the upstream's recorder, rproxy's URL."""
+
+    async def start(**kwargs: bool) -> tuple[Doorkeeper, Upstream, URL]:
+        doorkeeper, recorder = Doorkeeper(**kwargs), Upstream()
+        proxy = await start_proxy(
+            await start_upstream(recorder.app()),
+            environ=ENV,
+            authenticator=doorkeeper,
+            forward_user_info=True,
+            last_activity_interval=0,
+        )
+        return doorkeeper, recorder, proxy
+
+    return start
 
 
 async def _statuses(client: Client, count: int) -> list[int]:
@@ -82,10 +97,9 @@ async def _statuses(client: Client, count: int) -> list[int]:
 
 
 async def test_front_answers_an_admitted_request_with_its_user_and_the_hub_header(
-    start_upstream: StartUpstream, start_proxy: StartProxy
+    guarded: Guarded,
 ) -> None:
-    doorkeeper = Doorkeeper()
-    recorder, proxy = await _guarded(start_upstream, start_proxy, doorkeeper)
+    doorkeeper, recorder, proxy = await guarded()
     async with connect(proxy) as client:
         first = await client.exchange(request("a", KEY))
         second = await client.exchange(request("b?q=1", KEY))
@@ -93,38 +107,54 @@ async def test_front_answers_an_admitted_request_with_its_user_and_the_hub_heade
     assert first.body == b"GET /a\n"  # the upstream's echo: it was reached
     assert first.headers["X-JupyterHub-Version"]
     assert second.headers["X-JupyterHub-Version"]
-    assert (doorkeeper.asked, doorkeeper.checked) == ([f"{PREFIX}a", f"{PREFIX}b"], [])
+    assert (doorkeeper.decided, doorkeeper.checked) == ([f"{PREFIX}a", f"{PREFIX}b"], [])
     users = [seen.headers.getall(USER_HEADER) for seen in recorder.seen]
     assert users == [['{"kind": "user", "name": "ann", "admin": false, "groups": []}']] * 2
 
 
-async def test_what_admit_does_not_let_in_goes_to_check_with_the_connection(
-    start_upstream: StartUpstream, start_proxy: StartProxy
-) -> None:
-    doorkeeper = Doorkeeper()
-    recorder, proxy = await _guarded(start_upstream, start_proxy, doorkeeper)
+async def test_front_sends_a_refusal_itself_and_goes_on(guarded: Guarded) -> None:
+    doorkeeper, recorder, proxy = await guarded()
     async with connect(proxy) as client:
-        statuses = [
-            (await client.exchange(request(path, *headers))).status
+        replies = [
+            await client.exchange(request(path, *headers))
             for path, headers in (("in", [KEY]), ("out", []), ("in-again", [KEY]))
         ]
-    assert statuses == [200, 403, 200]
+    assert [reply.status for reply in replies] == [200, 403, 200]
+    assert replies[1].body.startswith(b"403 Forbidden")
+    assert replies[1].headers["X-JupyterHub-Version"]  # on rproxy's own pages too
     assert recorder.paths == ["/in", "/in-again"]
-    # front.py asked about the first two; from the refused one on, aiohttp has the connection
-    assert doorkeeper.asked == [f"{PREFIX}in", f"{PREFIX}out"]
-    assert doorkeeper.checked == [f"{PREFIX}out", f"{PREFIX}in-again"]
+    assert doorkeeper.decided == [f"{PREFIX}in", f"{PREFIX}out", f"{PREFIX}in-again"]
+    assert doorkeeper.checked == []  # all three on front.py
+
+
+async def test_what_decide_cannot_answer_goes_to_check_with_the_connection(
+    guarded: Guarded,
+) -> None:
+    doorkeeper, recorder, proxy = await guarded()
+    async with connect(proxy) as client:
+        replies = [
+            await client.exchange(request(path, *headers))
+            for path, headers in (("in", [KEY]), ("callback", []), ("in-again", [KEY]))
+        ]
+    assert [reply.status for reply in replies] == [200, 200, 200]
+    assert b"answered by check" in replies[1].body
+    assert recorder.paths == ["/in", "/in-again"]
+    # front.py asked about the first two; from the callback on, aiohttp has the connection
+    assert doorkeeper.decided == [f"{PREFIX}in", f"{PREFIX}callback"]
+    assert doorkeeper.checked == [f"{PREFIX}callback", f"{PREFIX}in-again"]
 
 
 @pytest.mark.parametrize(
-    ("first", "second", "statuses", "reached"),
+    ("first", "second", "statuses", "checked"),
     [
-        pytest.param(("in", [KEY], b""), ("out", [], b""), [200, 403], ["in"], id="in-then-out"),
-        pytest.param(("out", [], b""), ("in", [KEY], b""), [403, 200], ["in"], id="out-then-in"),
+        pytest.param(("in", [KEY], b""), ("out", [], b""), [200, 403], [], id="in-then-out"),
+        pytest.param(("out", [], b""), ("in", [KEY], b""), [403, 200], [], id="out-then-in"),
+        # a refused body is aiohttp's to read past: the connection goes there with it
         pytest.param(
             ("out", [], b"a body for nobody"),
             ("in", [KEY], b"a body for the app"),
             [403, 200],
-            ["in"],
+            ["out", "in"],
             id="out-with-body-then-in-with-body",
         ),
     ],
@@ -133,12 +163,10 @@ async def test_pipelined_requests_are_each_decided_on_their_own(
     first: tuple[str, list[str], bytes],
     second: tuple[str, list[str], bytes],
     statuses: list[int],
-    reached: list[str],
-    start_upstream: StartUpstream,
-    start_proxy: StartProxy,
+    checked: list[str],
+    guarded: Guarded,
 ) -> None:
-    doorkeeper = Doorkeeper()
-    recorder, proxy = await _guarded(start_upstream, start_proxy, doorkeeper)
+    doorkeeper, recorder, proxy = await guarded()
     pipeline = b"".join(
         request(path, *headers, method="POST" if body else "GET", body=body)
         for path, headers, body in (first, second)
@@ -146,24 +174,25 @@ async def test_pipelined_requests_are_each_decided_on_their_own(
     async with connect(proxy) as client:
         client.send(pipeline)
         assert await _statuses(client, 2) == statuses
-    assert recorder.paths == ["/" + path for path in reached]  # and the refused body: nowhere
+    assert recorder.paths == ["/in"]  # and the refused body: nowhere
+    assert doorkeeper.decided[0] == PREFIX + first[0]  # front.py read the pipeline first
+    assert doorkeeper.checked == [PREFIX + path for path in checked]
 
 
-async def test_an_admit_that_fails_leaves_the_decision_to_check(
-    start_upstream: StartUpstream, start_proxy: StartProxy, caplog: pytest.LogCaptureFixture
+async def test_a_decide_that_fails_leaves_the_decision_to_check(
+    guarded: Guarded, caplog: pytest.LogCaptureFixture
 ) -> None:
-    doorkeeper = Doorkeeper(stuck=True)
-    recorder, proxy = await _guarded(start_upstream, start_proxy, doorkeeper)
+    doorkeeper, recorder, proxy = await guarded(stuck=True)
     caplog.set_level(logging.ERROR, logger="rproxy.front")
     async with connect(proxy) as client:
         assert (await client.exchange(request("out"))).status == 403
         assert (await client.exchange(request("in", KEY))).status == 200
     assert doorkeeper.checked == [f"{PREFIX}out", f"{PREFIX}in"]
     assert recorder.paths == ["/in"]
-    assert "the authenticator failed to admit" in caplog.text
+    assert "the authenticator failed on" in caplog.text
 
 
-async def test_an_authenticator_without_admit_keeps_front_out_of_the_way(
+async def test_an_authenticator_without_decide_keeps_front_out_of_the_way(
     start_upstream: StartUpstream, start_proxy: StartProxy
 ) -> None:
     # support.Refuse has only check: front.py must not answer anything, however plain

@@ -7,7 +7,9 @@ signed cookie, asks the hub who owns that token (jupyterhub.services.auth.HubOAu
 (JUPYTERHUB_OAUTH_ACCESS_SCOPES), JUPYTERHUB_USER, JUPYTERHUB_GROUP and JUPYTERHUB_ANYONE=1, as
 jhsingle-native-proxy does. Without a user, a browser's page request is sent to the hub's login
 (OAuth with state and PKCE) and everything else gets 403. ``{prefix}oauth_callback`` (or the path
-of JUPYTERHUB_OAUTH_CALLBACK_URL) exchanges the code for a token and sets the cookie.
+of JUPYTERHUB_OAUTH_CALLBACK_URL) exchanges the code for a token and sets the cookie. All but the
+callback is decided from the request's head (``decide``): ``check`` is ``decide`` for aiohttp's
+protocol, and front.py asks ``decide`` itself, so both protocols answer a request alike.
 
 HubOAuth's own cookie and state helpers need a tornado handler, so the cookies here are rproxy's:
 HMAC-signed with a key derived from JUPYTERHUB_API_TOKEN (plugins/cookies.py), HttpOnly, scoped to
@@ -34,7 +36,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from tornado.web import HTTPError
 from yarl import URL
 
-from rproxy.auth import Admitted, Authenticator, Identity
+from rproxy.auth import Admitted, Authenticator, Decision, Identity, RequestHead
 from rproxy.config import Config
 from rproxy.errors import plain_response
 from rproxy.forwarding import OWN_COOKIES
@@ -77,41 +79,44 @@ class HubAuthenticator:
         self._cookie = OWN_COOKIES + re.sub(r"[^A-Za-z0-9_-]", "_", hub.client_id)
 
     async def check(self, request: web.Request) -> web.StreamResponse | None:
-        path = request.rel_url.raw_path
-        if path == self.callback_path:
+        head = RequestHead(
+            request.method,
+            request.rel_url.raw_path_qs,
+            request.headers,
+            request.secure,
+            is_upgrade(request),
+        )
+        decision = await self.decide(head)
+        if decision is None:
             return await self._callback(request)
+        if isinstance(decision, Admitted):
+            if decision.user is not None:
+                request[HUB_USER] = decision.user
+            return None
+        return decision
+
+    async def decide(self, head: RequestHead) -> Decision:
+        """``check``'s answer from the request's head; None for the OAuth callback alone."""
+        path = head.raw_path
+        if path == self.callback_path:
+            return None
         if not path.startswith(self._prefix):
-            return None  # the proxy answers 404, or redirects the bare prefix: nothing to guard
+            return Admitted()  # the proxy answers 404, or redirects the bare prefix
         try:
-            model = await self._user(request.headers)
+            model = await self._user(head.headers)
         except HTTPError as exc:
             logger.error("cannot check the user with the hub: %s", exc.log_message or exc)
             return plain_response(502, "The hub could not be asked who you are; try again.")
         if model is None:
-            return self._login(request)
+            return self._login(head)
         if not self._allowed(model):
             logger.warning(
                 "refused %s %s: hub user %r may not use this server",
-                request.method,
+                head.method,
                 path,
                 model.get("name"),
             )
             return plain_response(403, "You are logged in, but not allowed on this server.")
-        request[HUB_USER] = model
-        return None
-
-    async def admit(
-        self, raw_path: str, headers: CIMultiDict[str] | CIMultiDictProxy[str]
-    ) -> Admitted | None:
-        """``check``'s yes, from the path and headers alone: the same user, the same decision."""
-        if raw_path == self.callback_path or not raw_path.startswith(self._prefix):
-            return None
-        try:
-            model = await self._user(headers)
-        except HTTPError:
-            return None  # check asks again and answers 502
-        if model is None or not self._allowed(model):
-            return None
         return Admitted(model)
 
     async def identity(self, request: web.Request) -> Identity | None:
@@ -151,10 +156,10 @@ class HubAuthenticator:
             return bool(self._oauth.check_scopes(self._oauth.access_scopes, model))
         return bool(hub.user) and model.get("name") == hub.user
 
-    def _login(self, request: web.Request) -> web.StreamResponse:
-        if request.method not in ("GET", "HEAD") or is_upgrade(request):
+    def _login(self, head: RequestHead) -> web.StreamResponse:
+        if head.method not in ("GET", "HEAD") or head.upgrade:
             return plain_response(403, "Log in through the hub first.")
-        if "text/html" not in request.headers.get("Accept", ""):
+        if "text/html" not in head.headers.get("Accept", ""):
             return plain_response(403, "Log in through the hub first.")
         state = secrets.token_urlsafe(24)
         verifier, challenge, method = self._oauth.generate_pkce_code_challenge()
@@ -163,9 +168,9 @@ class HubAuthenticator:
         login = self._oauth.login_url
         response = plain_response(302, Location=f"{login}{'&' if '?' in login else '?'}{query}")
         name = self._state_cookie(state)
-        value = json.dumps({"next": self._inside(request.rel_url.raw_path_qs), "v": verifier})
+        value = json.dumps({"next": self._inside(head.target.partition("#")[0]), "v": verifier})
         response.set_cookie(name, self._signer.sign(name, value), max_age=_STATE_MAX_AGE,
-                            **self._cookie_options(request))  # fmt: skip
+                            **self._cookie_options(head.secure, head.headers))  # fmt: skip
         return response
 
     async def _callback(self, request: web.Request) -> web.StreamResponse:
@@ -186,7 +191,7 @@ class HubAuthenticator:
             logger.error("the hub did not exchange the OAuth code: %s", exc.log_message or exc)
             return plain_response(403, "The hub did not accept this login; try again.")
         response = plain_response(302, Location=self._inside(started["next"]))
-        options = self._cookie_options(request)
+        options = self._cookie_options(request.secure, request.headers)
         response.set_cookie(self._cookie, self._signer.sign(self._cookie, token),
                             max_age=_COOKIE_MAX_AGE, **options)  # fmt: skip
         response.del_cookie(name, path=options["path"])
@@ -205,8 +210,10 @@ class HubAuthenticator:
         )
         return target if ok else self._prefix
 
-    def _cookie_options(self, request: web.Request) -> dict[str, Any]:
-        https = request.secure or request.headers.get("X-Forwarded-Proto", "") == "https"
+    def _cookie_options(
+        self, secure: bool, headers: CIMultiDict[str] | CIMultiDictProxy[str]
+    ) -> dict[str, Any]:
+        https = secure or headers.get("X-Forwarded-Proto", "") == "https"
         return {"path": self._prefix, "httponly": True, "samesite": "Lax", "secure": https}
 
 

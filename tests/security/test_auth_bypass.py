@@ -94,7 +94,7 @@ async def test_without_a_valid_login_nothing_behind_rproxy_is_reached(
     start_proxy: StartProxy,
 ) -> None:
     # app-only: no service or VNC mount, so a plain request reaches front.py (rproxy's own
-    # protocol), which must ask the authenticator's admit as aiohttp's path asks check
+    # protocol), which asks the authenticator's decide as aiohttp's path asks check
     main, ide, vnc = [await start_recorder(n) for n in ("main", "ide", "vnc")]
     options = {
         "service": [f"/ide/={ide.url}"],
