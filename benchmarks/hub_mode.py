@@ -90,7 +90,8 @@ async def _serve(kind: str, port: int, upstream: str) -> None:
 
 def _measure(url: str, pid: int, seconds: int) -> tuple[float, float]:
     """wrk at concurrency 32 for ``seconds``: requests/s, and the proxy's CPU us per request."""
-    argv = ["wrk", "-t1", "-c32", f"-d{seconds}s", "-H", f"Authorization: token {TOKEN}", url]
+    auth = f"Authorization: token {TOKEN}"
+    argv = ["wrk", "-t1", "-c32", f"-d{seconds}s", "--latency", "-H", auth, url]
     before = cpu_ticks(pid, descendants=False)
     out = subprocess.run(pinned(argv, LOAD_CPU), capture_output=True, text=True, check=True)
     after = cpu_ticks(pid, descendants=False)
