@@ -17,6 +17,7 @@ followed by a fence fails the test, so a typo cannot silently turn a doc test of
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -126,13 +127,29 @@ def _background(block: Block, cwd: Path, env: dict[str, str], logs: Path) -> Ite
             time.sleep(0.1)
         yield
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        _stop_group(process)
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """Stop everything in ``process``'s group, what its shell started with ``&`` too, even when
+    the shell itself has ended (a server it started would hold its port for the next run)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while _group_alive(process.pid) and time.monotonic() < deadline:
+        process.poll()  # reaps the shell, whose pid is the group's id
+        time.sleep(0.1)  # polls processes this test does not own
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _run(block: Block, cwd: Path, env: dict[str, str]) -> None:
@@ -204,3 +221,19 @@ if __name__ == "__main__":  # pragma: no cover - a listing for writers: python t
     for path in DOCS:
         for block in blocks_of(path):
             sys.stdout.write(f"{block} {block.lang} {block.options}\n")
+
+
+def test_what_a_background_block_started_is_stopped_after_its_shell_ended() -> None:
+    # a block's shell that has exited (its server crashed) while something it started with &
+    # still runs: that process is stopped too, or it would hold its port for the next run
+    process = subprocess.Popen(
+        ["sh", "-c", "sleep 300 & echo $!"], stdout=subprocess.PIPE, start_new_session=True
+    )
+    assert process.stdout is not None
+    with process.stdout:
+        child = int(process.stdout.readline())
+    process.wait(timeout=10)  # the shell has ended; its child has not
+    os.kill(child, 0)
+    _stop_group(process)
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)

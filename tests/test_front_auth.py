@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from aiohttp import web
 from support import Refuse, StartProxy, StartUpstream
-from test_client_connections import PREFIX, Client, Upstream, connect, request
+from test_client_connections import PREFIX, Client, Reply, Upstream, connect, request
 from yarl import URL
 
 from rproxy.auth import Admitted, Decision, RequestHead
@@ -92,6 +92,13 @@ def guarded(start_upstream: StartUpstream, start_proxy: StartProxy) -> Guarded:
     return start
 
 
+async def _one_after_another(proxy: URL, *requests: tuple[str, list[str]]) -> list[Reply]:
+    """The replies to GETs of ``(path, headers)``, each sent once the one before was answered,
+    on one connection."""
+    async with connect(proxy) as client:
+        return [await client.exchange(request(path, *headers)) for path, headers in requests]
+
+
 async def _statuses(client: Client, count: int) -> list[int]:
     return [(await client.reply()).status for _ in range(count)]
 
@@ -114,11 +121,7 @@ async def test_front_answers_an_admitted_request_with_its_user_and_the_hub_heade
 
 async def test_front_sends_a_refusal_itself_and_goes_on(guarded: Guarded) -> None:
     doorkeeper, recorder, proxy = await guarded()
-    async with connect(proxy) as client:
-        replies = [
-            await client.exchange(request(path, *headers))
-            for path, headers in (("in", [KEY]), ("out", []), ("in-again", [KEY]))
-        ]
+    replies = await _one_after_another(proxy, ("in", [KEY]), ("out", []), ("in-again", [KEY]))
     assert [reply.status for reply in replies] == [200, 403, 200]
     assert replies[1].body.startswith(b"403 Forbidden")
     assert replies[1].headers["X-JupyterHub-Version"]  # on rproxy's own pages too
@@ -131,11 +134,7 @@ async def test_what_decide_cannot_answer_goes_to_check_with_the_connection(
     guarded: Guarded,
 ) -> None:
     doorkeeper, recorder, proxy = await guarded()
-    async with connect(proxy) as client:
-        replies = [
-            await client.exchange(request(path, *headers))
-            for path, headers in (("in", [KEY]), ("callback", []), ("in-again", [KEY]))
-        ]
+    replies = await _one_after_another(proxy, ("in", [KEY]), ("callback", []), ("in-again", [KEY]))
     assert [reply.status for reply in replies] == [200, 200, 200]
     assert b"answered by check" in replies[1].body
     assert recorder.paths == ["/in", "/in-again"]

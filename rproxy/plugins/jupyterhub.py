@@ -24,7 +24,8 @@ import json
 import logging
 import re
 import secrets
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -52,12 +53,19 @@ _TOKEN_HEADER = re.compile(r"(?:token|bearer)\s+(\S+)\s*$", re.IGNORECASE)
 _STATE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 _STATE_MAX_AGE = 600
 _COOKIE_MAX_AGE = 30 * 24 * 3600  # the hub's token expiry is what really limits a session
+# A credential let in is let in again for this long without asking the hub (HubOAuth itself keeps
+# the hub's answers for cache_max_age, 5 minutes by default): revoking a token takes effect at
+# most this much later than HubOAuth alone would let it. At most _RECENT_MAX are remembered.
+_RECENT_SECONDS = 10.0
+_RECENT_MAX = 4096
+
+Credential = tuple[str, str]  # ("header", an Authorization value) or ("cookie", a signed value)
 
 
 class HubAuthenticator:
     """Authenticates every request with the hub; see the module docstring."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, clock: Callable[[], float] = time.monotonic) -> None:
         hub = config.hub
         self._hub = hub
         self._prefix = config.prefix
@@ -77,6 +85,8 @@ class HubAuthenticator:
         self.callback_path = URL(self._oauth.oauth_redirect_uri).raw_path
         self._signer = CookieSigner(hub.api_token.encode())
         self._cookie = OWN_COOKIES + re.sub(r"[^A-Za-z0-9_-]", "_", hub.client_id)
+        self._clock = clock
+        self._recent: dict[Credential, tuple[float, dict[str, Any]]] = {}  # -> (until, user)
 
     async def check(self, request: web.Request) -> web.StreamResponse | None:
         head = RequestHead(
@@ -102,8 +112,14 @@ class HubAuthenticator:
             return None
         if not path.startswith(self._prefix):
             return Admitted()  # the proxy answers 404, or redirects the bare prefix
+        credential = self._credential(head.headers)
+        if credential is None:
+            return self._login(head)
+        recent = self._recently_admitted(credential)
+        if recent is not None:
+            return Admitted(recent)
         try:
-            model = await self._user(head.headers)
+            model = await self._user(credential)
         except HTTPError as exc:
             logger.error("cannot check the user with the hub: %s", exc.log_message or exc)
             return plain_response(502, "The hub could not be asked who you are; try again.")
@@ -117,6 +133,7 @@ class HubAuthenticator:
                 model.get("name"),
             )
             return plain_response(403, "You are logged in, but not allowed on this server.")
+        self._remember(credential, model)
         return Admitted(model)
 
     async def identity(self, request: web.Request) -> Identity | None:
@@ -130,21 +147,43 @@ class HubAuthenticator:
             scopes=tuple(model.get("scopes") or ()),
         )
 
-    async def _user(
-        self, headers: CIMultiDict[str] | CIMultiDictProxy[str]
-    ) -> dict[str, Any] | None:
-        token = None
-        header = _TOKEN_HEADER.match(headers.get("Authorization", ""))
-        if header:
-            token = header.group(1)
+    def _credential(self, headers: CIMultiDict[str] | CIMultiDictProxy[str]) -> Credential | None:
+        """What the request presents: an ``Authorization: token ...`` header, else rproxy's
+        signed cookie; None without either."""
+        authorization = headers.get("Authorization", "")
+        if _TOKEN_HEADER.match(authorization):
+            return ("header", authorization)
+        signed = cookie_value(headers.get("Cookie", ""), self._cookie)
+        return ("cookie", signed) if signed else None
+
+    async def _user(self, credential: Credential) -> dict[str, Any] | None:
+        """The hub's user model for ``credential``'s token (HubOAuth caches it), or None."""
+        kind, value = credential
+        if kind == "header":
+            header = _TOKEN_HEADER.match(value)
+            token = header.group(1) if header else None
         else:
-            signed = cookie_value(headers.get("Cookie", ""), self._cookie)
-            if signed:
-                token = self._signer.verify(self._cookie, signed, _COOKIE_MAX_AGE)
+            token = self._signer.verify(self._cookie, value, _COOKIE_MAX_AGE)
         if not token:
             return None
         model: dict[str, Any] | None = await self._oauth.user_for_token(token, sync=False)
         return model
+
+    def _recently_admitted(self, credential: Credential) -> dict[str, Any] | None:
+        """The user ``credential`` was let in as less than ``_RECENT_SECONDS`` ago, or None."""
+        entry = self._recent.get(credential)
+        if entry is None:
+            return None
+        until, model = entry
+        if self._clock() < until:
+            return model
+        del self._recent[credential]
+        return None
+
+    def _remember(self, credential: Credential, model: dict[str, Any]) -> None:
+        if len(self._recent) >= _RECENT_MAX:
+            self._recent.clear()  # a bound, not a policy: they are asked about again
+        self._recent[credential] = (self._clock() + _RECENT_SECONDS, model)
 
     def _allowed(self, model: dict[str, Any]) -> bool:
         hub = self._hub

@@ -6,14 +6,17 @@ JupyterHub in tests/test_jupyterhub_e2e.py.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 from aiohttp import web
+from multidict import CIMultiDict
 from support import StartProxy, StartUpstream
 from yarl import URL
 
+from rproxy.auth import Admitted, RequestHead
 from rproxy.plugins.cookies import CookieSigner
 from rproxy.plugins.jupyterhub import HubAuthenticator
 from rproxy.sources import load_config
@@ -193,3 +196,59 @@ async def test_authtype_none_under_a_hub_says_so_loudly(
         assert response.status == 200  # nobody asked
         assert response.headers["X-JupyterHub-Version"]
     assert any("NO AUTHENTICATION" in r.getMessage() for r in caplog.records)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _hub_said(auth: HubAuthenticator, token: str, model: dict[str, object]) -> None:
+    """HubOAuth's cache holding the hub's answer about ``token``, under the key its
+    ``user_for_token`` uses (jupyterhub.services.auth): the hub of ENV does not listen, so any
+    question that reaches it gets the 502 page."""
+    auth._oauth.cache[f"token::{hashlib.sha256(token.encode()).hexdigest()}"] = model
+
+
+def _heads(token: str) -> list[RequestHead]:
+    """A request with ``token`` in an Authorization header, and one with it in the cookie."""
+    cookie = "rproxy-jupyterhub-user-alice"
+    signed = CookieSigner(b"api-token").sign(cookie, token)
+    return [
+        RequestHead("GET", PREFIX + "x", CIMultiDict(Authorization=f"token {token}"), False, False),
+        RequestHead("GET", PREFIX + "x", CIMultiDict(Cookie=f"{cookie}={signed}"), False, False),
+    ]
+
+
+async def _statuses(auth: HubAuthenticator, heads: list[RequestHead]) -> list[object]:
+    decisions = [await auth.decide(head) for head in heads]
+    return [d if isinstance(d, Admitted) else getattr(d, "status", d) for d in decisions]
+
+
+ALICE = {"name": "alice", "scopes": ["access:servers!server=alice/"]}
+
+
+async def test_a_credential_let_in_is_let_in_again_for_ten_seconds_without_asking() -> None:
+    clock = _Clock()
+    auth = HubAuthenticator(load_config({"upstream": "http://127.0.0.1:1"}, ENV), clock=clock)
+    _hub_said(auth, "alice-token", ALICE)
+    alice, other = _heads("alice-token"), _heads("other-token")
+    assert await _statuses(auth, alice) == [Admitted(ALICE)] * 2
+    auth._oauth.cache.clear()  # from now on, every question goes to the hub, which is down
+    clock.now += 9.9
+    assert await _statuses(auth, alice) == [Admitted(ALICE)] * 2
+    assert await _statuses(auth, other) == [502, 502]  # another credential: asked
+    clock.now += 0.2
+    assert await _statuses(auth, alice) == [502, 502]  # ten seconds on: asked again
+
+
+async def test_a_refused_user_is_asked_about_every_time() -> None:
+    auth = HubAuthenticator(load_config({"upstream": "http://127.0.0.1:1"}, ENV), clock=_Clock())
+    _hub_said(auth, "bob-token", {"name": "bob", "scopes": ["access:servers!server=bob/"]})
+    bob = _heads("bob-token")
+    assert await _statuses(auth, bob) == [403, 403]
+    auth._oauth.cache.clear()
+    assert await _statuses(auth, bob) == [502, 502]
