@@ -499,8 +499,6 @@ class Front(asyncio.Protocol):
             self._keep_alive = False
         if "Date" not in headers:
             headers["Date"] = rfc822_formatted_time()
-        for name, value in self._always:
-            headers[name] = value
         if self._keep_alive and not self._closing:
             if not self._http11:
                 headers["Connection"] = "keep-alive"
@@ -508,5 +506,7 @@ class Front(asyncio.Protocol):
             self._keep_alive = False
             if self._http11:
                 headers["Connection"] = "close"
+        for name, value in self._always:  # last, as aiohttp's signal sets them
+            headers[name] = value
         version = "1.1" if self._http11 else "1.0"
         return response_head(version, status, reason or _PHRASES.get(status, ""), headers.items())

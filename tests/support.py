@@ -14,8 +14,10 @@ from aiohttp import web
 from yarl import URL
 
 from rproxy.app import make_runner
+from rproxy.auth import Admitted, Decision, RequestHead
 from rproxy.cli import parse_config
-from rproxy.keys import SERVICES
+from rproxy.errors import plain_response
+from rproxy.keys import HUB_USER, SERVICES
 from rproxy.launch import Launcher
 from rproxy.supervisor import ChildState, Supervisor
 
@@ -116,6 +118,43 @@ class Refuse:
 
     async def identity(self, request: web.Request) -> None:
         return None
+
+
+ANN = {"kind": "user", "name": "ann", "admin": False, "groups": []}
+
+
+class Doorkeeper:
+    """An authenticator with ``decide`` (auth.DecidesByHead), as the hub's: it lets in the
+    requests with ``X-Key: open`` (as the user ann) and refuses the others with 403; a path
+    ending in ``/callback`` only ``check`` answers, as the hub's OAuth callback. It records the
+    paths each question was asked about: ``decide`` is front.py's, ``check`` aiohttp's."""
+
+    def __init__(self, *, stuck: bool = False) -> None:
+        self.stuck = stuck  # decide raises
+        self.decided: list[str] = []
+        self.checked: list[str] = []
+
+    async def check(self, request: web.Request) -> web.StreamResponse | None:
+        self.checked.append(request.rel_url.raw_path)
+        if request.rel_url.raw_path.endswith("/callback"):
+            return plain_response(200, "The callback, answered by check.")
+        if request.headers.get("X-Key") == "open":
+            request[HUB_USER] = ANN
+            return None
+        return plain_response(403, "Not for you.")
+
+    async def identity(self, request: web.Request) -> None:
+        return None
+
+    async def decide(self, head: RequestHead) -> Decision:
+        self.decided.append(head.raw_path)
+        if self.stuck:
+            raise RuntimeError("the door is stuck")
+        if head.raw_path.endswith("/callback"):
+            return None
+        if head.headers.get("X-Key") == "open":
+            return Admitted(ANN)
+        return plain_response(403, "Not for you.")
 
 
 def _openssl(*args: str, cwd: Path) -> None:

@@ -2,13 +2,14 @@
 
 rproxy runs with the JUPYTERHUB_* environment and ``--forward-user-info``, so the app carries the
 auth middleware and the X-JupyterHub-Version header, as under a hub, but its authenticator is
-``Doorkeeper``: an ``Authenticator`` with ``decide`` (auth.py's ``DecidesByHead``) that lets in
-the requests carrying ``X-Key: open``, refuses the others with 403, leaves ``.../callback`` to
-``check`` (as the hub's authenticator leaves its OAuth callback), and records which of its two
-questions was asked about which path. ``decide`` is front.py's question, ``check`` aiohttp's (the
-middleware), so the records show which protocol answered each request. The hub's own
-authenticator, asked of a real JupyterHub with real tokens and cookies, is in
-tests/test_jupyterhub_e2e.py, tests/plugins/test_jupyterhub.py and tests/security.
+``support.Doorkeeper``: an ``Authenticator`` with ``decide`` (auth.py's ``DecidesByHead``) that
+lets in the requests carrying ``X-Key: open``, refuses the others with 403, leaves
+``.../callback`` to ``check`` (as the hub's authenticator leaves its OAuth callback), and records
+which of its two questions was asked about which path. ``decide`` is front.py's question,
+``check`` aiohttp's (the middleware), so the records show which protocol answered each request.
+The hub's own authenticator, asked of a real JupyterHub with real tokens and cookies, is in
+tests/test_jupyterhub_e2e.py, tests/plugins/test_jupyterhub.py and tests/security; a
+differential fuzz test of front.py behind the Doorkeeper is in tests/fuzz/test_fuzz_front.py.
 """
 
 from __future__ import annotations
@@ -17,15 +18,11 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import pytest
-from aiohttp import web
-from support import Refuse, StartProxy, StartUpstream
+from support import Doorkeeper, Refuse, StartProxy, StartUpstream
 from test_client_connections import PREFIX, Client, Reply, Upstream, connect, request
 from yarl import URL
 
-from rproxy.auth import Admitted, Decision, RequestHead
-from rproxy.errors import plain_response
 from rproxy.forwarding import USER_HEADER
-from rproxy.keys import HUB_USER
 
 ENV = {
     "JUPYTERHUB_API_TOKEN": "api-token",
@@ -34,40 +31,7 @@ ENV = {
     "JUPYTERHUB_SERVICE_PREFIX": PREFIX,
     "JUPYTERHUB_USER": "ann",
 }
-ANN = {"kind": "user", "name": "ann", "admin": False, "groups": []}
 KEY = "X-Key: open"
-
-
-class Doorkeeper:
-    """Lets in the requests with ``X-Key: open`` (as the user ann), refuses the others; a path
-    ending in ``/callback`` only ``check`` answers."""
-
-    def __init__(self, *, stuck: bool = False) -> None:
-        self.stuck = stuck  # decide raises
-        self.decided: list[str] = []  # the paths decide was asked about (front.py)
-        self.checked: list[str] = []  # the paths check was asked about (aiohttp's path)
-
-    async def check(self, request: web.Request) -> web.StreamResponse | None:
-        self.checked.append(request.rel_url.raw_path)
-        if request.rel_url.raw_path.endswith("/callback"):
-            return plain_response(200, "The callback, answered by check.")
-        if request.headers.get("X-Key") == "open":
-            request[HUB_USER] = ANN
-            return None
-        return plain_response(403, "Not for you.")
-
-    async def identity(self, request: web.Request) -> None:
-        return None
-
-    async def decide(self, head: RequestHead) -> Decision:
-        self.decided.append(head.raw_path)
-        if self.stuck:
-            raise RuntimeError("the door is stuck")
-        if head.raw_path.endswith("/callback"):
-            return None
-        if head.headers.get("X-Key") == "open":
-            return Admitted(ANN)
-        return plain_response(403, "Not for you.")
 
 
 Guarded = Callable[..., Awaitable[tuple[Doorkeeper, Upstream, URL]]]
