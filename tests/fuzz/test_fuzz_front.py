@@ -1092,10 +1092,7 @@ NAME_CUT = [GET + b"X", b"-Long: " + b"v" * 8185 + b"\r\n\r\n" + PROBE]
 def test_front_py_changes_nothing_the_client_or_the_upstream_sees(
     proxies: tuple[asyncio.Runner, Proxies], writes: list[bytes]
 ) -> None:
-    runner, pair = proxies
-    problem = runner.run(pair.divergence(writes))
-    if problem is not None:
-        pytest.fail(problem)
+    _same(proxies, writes)
 
 
 @HUB_SETTINGS
@@ -1108,7 +1105,11 @@ def test_front_py_behind_an_authenticator_changes_nothing_either(
     hub_proxies: tuple[asyncio.Runner, Proxies], writes: list[bytes]
 ) -> None:
     # JupyterHub mode: front.py asks the authenticator's decide where aiohttp's path asks check
-    runner, pair = hub_proxies
+    _same(hub_proxies, writes)
+
+
+def _same(proxies: tuple[asyncio.Runner, Proxies], writes: list[bytes]) -> None:
+    runner, pair = proxies
     problem = runner.run(pair.divergence(writes))
     if problem is not None:
         pytest.fail(problem)
