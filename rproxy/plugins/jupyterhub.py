@@ -59,7 +59,7 @@ _COOKIE_MAX_AGE = 30 * 24 * 3600  # the hub's token expiry is what really limits
 _RECENT_SECONDS = 10.0
 _RECENT_MAX = 4096
 
-Credential = tuple[str, str]  # ("header", an Authorization value) or ("cookie", a signed value)
+Credential = tuple[str, str]  # ("token", from an Authorization header) or ("cookie", signed)
 
 
 class HubAuthenticator:
@@ -150,18 +150,17 @@ class HubAuthenticator:
     def _credential(self, headers: CIMultiDict[str] | CIMultiDictProxy[str]) -> Credential | None:
         """What the request presents: an ``Authorization: token ...`` header, else rproxy's
         signed cookie; None without either."""
-        authorization = headers.get("Authorization", "")
-        if _TOKEN_HEADER.match(authorization):
-            return ("header", authorization)
+        header = _TOKEN_HEADER.match(headers.get("Authorization", ""))
+        if header:
+            return ("token", header.group(1))
         signed = cookie_value(headers.get("Cookie", ""), self._cookie)
         return ("cookie", signed) if signed else None
 
     async def _user(self, credential: Credential) -> dict[str, Any] | None:
         """The hub's user model for ``credential``'s token (HubOAuth caches it), or None."""
         kind, value = credential
-        if kind == "header":
-            header = _TOKEN_HEADER.match(value)
-            token = header.group(1) if header else None
+        if kind == "token":
+            token: str | None = value
         else:
             token = self._signer.verify(self._cookie, value, _COOKIE_MAX_AGE)
         if not token:
