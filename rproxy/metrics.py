@@ -119,7 +119,8 @@ class ProxyMetrics:
         self.rewrite_failures: Counter[str] = Counter()
         self.bytes_in = 0
         self.bytes_out = 0
-        self.last_activity = 0.0  # time.time() of the last request or WebSocket message
+        # time.time() when an admitted client last used an app (``used``): JupyterHub activity
+        self.last_activity = 0.0
 
     def begin(self) -> RequestTiming:
         self.in_flight += 1
@@ -128,7 +129,6 @@ class ProxyMetrics:
     def finish(self, method: str, status: int, timing: RequestTiming) -> None:
         """Count a request that ended with ``status``; time it if it went to the upstream."""
         self.in_flight -= 1
-        self.last_activity = time.time()
         key = (method if method in _METHODS else "other", _CLASSES[status // 100 % 10])
         requests = self.requests
         requests[key] = requests.get(key, 0) + 1
@@ -153,6 +153,12 @@ class ProxyMetrics:
                 timing.upstream_wait * 1e3,
                 own * 1e3,
             )
+
+    def used(self) -> None:
+        """An admitted client used an app now: a request or WebSocket upgrade forwarded to it, or
+        a WebSocket message to or from it. rproxy's own answers (refusals, logins, redirects,
+        404s, its API) are no use of the app: the hub's idle culler must not count them."""
+        self.last_activity = time.time()
 
     def rewrote(self, seconds: dict[str, float]) -> None:
         """Record the time each body rewriter spent on one response."""

@@ -122,6 +122,7 @@ async def _answer(
             main.urls.public_prefix,
             app[OPEN_WEBSOCKETS],
             config.websocket_heartbeat,
+            app[METRICS],
         )
         if answer is not None:
             return answer
@@ -143,6 +144,7 @@ async def _answer(
         info = user_info(model) if model is not None and config.hub.query_user_info else None
         route = Forward(route.path, with_user_query(route.query, info))
     if is_upgrade(request):
+        app[METRICS].used()
         return await proxy_websocket(
             request,
             service.pool,
@@ -191,6 +193,7 @@ async def _vnc_service(
         public_path.rstrip("/"),
         request.app[OPEN_WEBSOCKETS],
         request.app[CONFIG].websocket_heartbeat,
+        request.app[METRICS],
     )
     if answer is not None:
         return answer
@@ -348,6 +351,8 @@ async def _exchange(
     or, when nothing was sent to the client yet, the page that answers a failure."""
     mapper = service.urls
     config = app[CONFIG]
+    metrics = app[METRICS]
+    metrics.used()
     chunks = body.chunks() if body is not None else None
     target = f"{route.path}?{route.query}" if route.query else route.path
     sent = time.perf_counter()
@@ -374,7 +379,6 @@ async def _exchange(
     timing.proxied, timing.path = True, route.path
     timing.first_byte = timing.upstream_wait = answered - sent
     timing.before_upstream = sent - timing.start
-    metrics = app[METRICS]
     rewritten = rewrite_response(
         service.rewriters,
         client_response_headers(upstream.headers),

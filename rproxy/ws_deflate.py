@@ -19,7 +19,6 @@ through unchanged. ``negotiate`` answers the client's offer exactly as aiohttp's
 
 from __future__ import annotations
 
-import time
 import zlib
 
 from aiohttp.http import ws_ext_gen, ws_ext_parse
@@ -99,7 +98,7 @@ class _WholeFrames(Side):
         del buffer[:pos]
         self._send(out)
         if active:
-            self.metrics.last_activity = time.time()
+            self.metrics.used()
 
     def _send(self, frames: list[bytes]) -> None:
         if frames:

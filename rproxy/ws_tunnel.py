@@ -16,7 +16,8 @@ Limits and timers:
   stops reading until it resumes, so a slow reader slows the sender;
 - ``heartbeat``: the client is pinged that often, and dropped when nothing came from it for one
   more period;
-- every read that carries data frames sets ``metrics.last_activity`` (JupyterHub's idle culler).
+- every read that carries data frames, either way, counts as use (``metrics.used``: JupyterHub's
+  idle culler).
 
 Closing: a close frame passes through, and the other side's answer passes back; then both
 connections close. A side that drops without a close frame makes rproxy close the other one
@@ -30,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections.abc import Callable
 
 from rproxy.metrics import ProxyMetrics
@@ -159,7 +159,7 @@ class Side(asyncio.Protocol):
                 self.peer.out.write(data)
             except RuntimeError:  # uvloop: the peer's connection closed, its connection_lost is due
                 self.tunnel.abort()
-            self.metrics.last_activity = time.time()
+            self.metrics.used()
             return
         if self.partial:
             data = self.partial + data
@@ -221,7 +221,7 @@ class Side(asyncio.Protocol):
             elif chunk:
                 out.write(chunk)
         if active:
-            self.metrics.last_activity = time.time()
+            self.metrics.used()
 
     @property
     def at_boundary(self) -> bool:

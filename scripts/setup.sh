@@ -12,6 +12,11 @@ python=${PYTHON:-python3}
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
 # the example third-party rewriter (examples/example-rewriter): the tests check that it is found
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e examples/example-rewriter
+# JupyterHub 5.x beside .venv's newest hub, for the end-to-end hub test on both
+# (tests/test_jupyterhub_e2e.py): the hub and the rproxy it spawns run from this environment
+[ -x .cache/hub5/bin/python ] || "$python" -m venv .cache/hub5
+.cache/hub5/bin/python -m pip install --quiet --disable-pip-version-check -e . "jupyterhub>=5,<6" \
+  "jupyterhub-idle-culler>=1.4"
 # configurable-http-proxy (npm), JupyterHub's proxy, for the end-to-end hub test
 # (tests/test_jupyterhub_e2e.py); needs node and npm
 if [ ! -x .cache/node/node_modules/.bin/configurable-http-proxy ]; then

@@ -1,10 +1,17 @@
 """rproxy as the single-user server of a REAL JupyterHub, behind configurable-http-proxy.
 
-The hub (pip jupyterhub, DummyAuthenticator, SimpleLocalProcessSpawner) spawns
-``rproxy [options] -- <app>``: the demo app for the default server, the small child app for a named
-one. A client logs in to the hub, follows the OAuth redirects through rproxy and reaches the app;
-a second user and anonymous clients are refused on HTTP and WebSocket; activity reaches the hub.
-Everything runs on 127.0.0.1; the whole module takes well under a minute.
+Every test runs against two hubs: the newest JupyterHub 6.x (or later) of ``.venv``, and the
+newest 5.x from ``.cache/hub5`` (scripts/setup.sh makes both); each hub spawns the rproxy of its own
+environment, so rproxy's OAuth client runs on that hub's jupyterhub package (PKCE on 6.x, the
+plain flow on 5.x, which has no PKCE helpers).
+
+The hub (DummyAuthenticator, SimpleLocalProcessSpawner) spawns ``rproxy [options] -- <app>``: the
+demo app for the default server, the small child app for a named one. A client logs in to the hub,
+follows the OAuth redirects through rproxy and reaches the app; a second user and anonymous
+clients are refused on HTTP and WebSocket; logging out of the hub ends access at once; activity
+reaches the hub, and JupyterHub's idle culler (a hub service) stops a server that only anonymous
+clients knocked on, never one whose user keeps using it. Everything runs on 127.0.0.1; the whole
+module takes about a minute per hub.
 """
 
 from __future__ import annotations
@@ -24,15 +31,19 @@ from typing import Any
 
 import aiohttp
 import pytest
-from support import CHILD, alive, free_port
+from support import CHILD, alive, free_port, raw_exchange, status_of
 from yarl import URL
 
 ROOT = Path(__file__).resolve().parent.parent
 CHP = ROOT / ".cache" / "node" / "node_modules" / ".bin" / "configurable-http-proxy"
-RPROXY = Path(sys.executable).with_name("rproxy")
+# where each hub's jupyterhub, rproxy and idle culler are installed, by the hub's major version
+HUB_ENVIRONMENTS = {6: Path(sys.executable).parent, 5: ROOT / ".cache" / "hub5" / "bin"}
+CULL_TIMEOUT = 6  # seconds without activity before the idle culler stops a server
+CULL_EVERY = 2
 DEMO = [sys.executable, str(ROOT / "examples" / "demo" / "app.py"), "--port", "{port}"]
 ADMIN_TOKEN = secrets.token_hex(16)
 HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+LOGIN_COOKIE = "rproxy-jupyterhub-user-{}"  # rproxy's, for the OAuth client of user {}'s server
 
 
 _CONFIG = """
@@ -55,54 +66,82 @@ c.Spawner.args = ["--", *{demo!r}]
 c.Spawner.start_timeout = 60
 c.Spawner.http_timeout = 60
 c.Spawner.environment = {{"PYTHONPATH": {root!r}}}
-c.JupyterHub.services = [{{"name": "tester", "api_token": {admin_token!r}}}]
-c.JupyterHub.load_roles = [{{"name": "tester", "services": ["tester"],
-                             "scopes": ["admin:users", "admin:servers", "tokens", "list:users",
-                                        "read:users"]}}]
+c.JupyterHub.services = [
+    {{"name": "tester", "api_token": {admin_token!r}}},
+    {{"name": "idle-culler",
+      "command": [{python!r}, "-m", "jupyterhub_idle_culler", "--timeout={cull_timeout}",
+                  "--cull-every={cull_every}"]}},
+]
+c.JupyterHub.load_roles = [
+    {{"name": "tester", "services": ["tester"],
+      "scopes": ["admin:users", "admin:servers", "tokens", "list:users", "read:users"]}},
+    {{"name": "idle-culler", "services": ["idle-culler"],
+      "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"]}},
+]
 
-def _named_server_runs_the_child_app(spawner):
-    if spawner.name == "child":
+def _per_server(spawner):
+    if spawner.name == "child":  # a named server runs the child app
         spawner.args = ["--", *{child!r}, "--port", "{{port}}"]
+    if spawner.user.name.startswith("cull-"):  # real activity only: the culler may stop it
+        spawner.cmd = [*spawner.cmd, "--no-force-alive"]
 
-c.Spawner.pre_spawn_hook = _named_server_runs_the_child_app
+c.Spawner.pre_spawn_hook = _per_server
 """
 
 
 class Hub:
-    def __init__(self, url: URL, process: subprocess.Popen[bytes], log: Path) -> None:
+    def __init__(
+        self,
+        url: URL,
+        process: subprocess.Popen[bytes],
+        log: Path,
+        version: str,
+        routes: tuple[URL, str],
+    ) -> None:
         self.url = url
         self.process = process
         self.log = log
+        self.version = version  # as the hub's API says
+        self.routes = routes  # configurable-http-proxy's route table and its token
 
     def api(self, path: str) -> URL:
         return self.url / "hub/api" / path
 
 
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+@pytest.fixture(
+    scope="module", params=sorted(HUB_ENVIRONMENTS, reverse=True), ids="jupyterhub-{}".format
+)
+def hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     if not CHP.exists():
         pytest.fail(f"{CHP} is missing: run scripts/setup.sh (it installs it with npm)")
-    state = tmp_path_factory.mktemp("hub")
-    port = free_port()
+    major: int = request.param
+    where = HUB_ENVIRONMENTS[major]
+    if not (where / "jupyterhub").exists():
+        pytest.fail(f"{where / 'jupyterhub'} is missing: run scripts/setup.sh (it installs it)")
+    state = tmp_path_factory.mktemp(f"hub{major}")
+    port, api_port, proxy_token = free_port(), free_port(), secrets.token_hex(16)
     config = _CONFIG.format(
-        port=port, hub_port=free_port(), api_port=free_port(), chp=str(CHP),
-        proxy_token=secrets.token_hex(16), state=state, rproxy=str(RPROXY), demo=DEMO,
-        root=str(ROOT), admin_token=ADMIN_TOKEN, child=CHILD,
+        port=port, hub_port=free_port(), api_port=api_port, chp=str(CHP),
+        proxy_token=proxy_token, state=state, rproxy=str(where / "rproxy"), demo=DEMO,
+        root=str(ROOT), admin_token=ADMIN_TOKEN, child=CHILD, python=str(where / "python"),
+        cull_timeout=CULL_TIMEOUT, cull_every=CULL_EVERY,
     )  # fmt: skip
     (state / "jupyterhub_config.py").write_text(config)
     log = state / "hub.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [str(Path(sys.executable).with_name("jupyterhub")), "-f", "jupyterhub_config.py"],
+            [str(where / "jupyterhub"), "-f", "jupyterhub_config.py"],
             cwd=state,
             stdout=out,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
+            env={**os.environ, "PATH": f"{where}:{os.environ['PATH']}"},
         )
     url = URL(f"http://127.0.0.1:{port}")
     try:
-        _wait_for_hub(url, process, log)
-        yield Hub(url, process, log)
+        version = _wait_for_hub(url, process, log)
+        assert int(version.split(".")[0]) >= major if major > 5 else version.startswith("5.")
+        routes = (URL(f"http://127.0.0.1:{api_port}/api/routes"), proxy_token)
+        yield Hub(url, process, log, version, routes)
     finally:
         process.terminate()
         try:
@@ -112,8 +151,9 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
             process.wait()
 
 
-def _wait_for_hub(url: URL, process: subprocess.Popen[bytes], log: Path) -> None:
-    """Until the hub answers its API through the proxy: both are up and the route is set."""
+def _wait_for_hub(url: URL, process: subprocess.Popen[bytes], log: Path) -> str:
+    """Until the hub answers its API through the proxy (both are up and the route is set); the
+    hub's version."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -121,7 +161,7 @@ def _wait_for_hub(url: URL, process: subprocess.Popen[bytes], log: Path) -> None
         try:
             with urllib.request.urlopen(str(url / "hub/api/"), timeout=2) as response:
                 if response.status == 200:
-                    return
+                    return str(json.load(response)["version"])
         except OSError:
             pass
         time.sleep(0.2)  # polling the hub until it answers, bounded by the deadline
@@ -207,8 +247,12 @@ async def test_a_user_logs_in_through_oauth_and_reaches_the_app(
         # with state and PKCE, and took it back at its own oauth_callback
         authorize = next(u for u in hops if "oauth2/authorize" in u.path)
         assert authorize.path == "/hub/api/oauth2/authorize"
-        assert {"state", "code_challenge", "client_id", "redirect_uri"} <= set(authorize.query)
-        assert authorize.query["code_challenge_method"] == "S256"
+        assert {"state", "client_id", "redirect_uri"} <= set(authorize.query)
+        if hub.version.startswith("5."):  # no PKCE helpers in jupyterhub 5.x: the plain flow
+            assert "code_challenge" not in authorize.query
+        else:
+            assert authorize.query["code_challenge_method"] == "S256"
+            assert authorize.query["code_challenge"]
         assert any(u.path == "/user/alice/oauth_callback" for u in hops)
         cookie = next(c for c in browser.cookie_jar if c.key.startswith("rproxy-"))
         assert cookie["path"] == "/user/alice/"
@@ -307,3 +351,126 @@ async def _exited(pid: int) -> None:
     finally:
         loop.remove_reader(fd)
         os.close(fd)
+
+
+async def test_logging_out_of_the_hub_ends_access_at_once(
+    hub: Hub, admin: aiohttp.ClientSession
+) -> None:
+    await _start(hub, admin, "dave")
+    browser = await _browser(hub, "dave")
+    async with browser:
+        async with browser.get(hub.url / "user/dave/", headers=HTML) as response:
+            assert response.status == 200  # logged in through OAuth
+        async with browser.get(hub.url / "user/dave/headers") as response:
+            assert (response.status, response.history) == (200, ())  # from rproxy's cookie
+        async with browser.get(hub.url / "hub/logout") as response:
+            assert response.status == 200
+        assert not [c for c in browser.cookie_jar if c.key == "jupyterhub-session-id"]
+        # the very next requests: the hub revoked the session's token; nothing cached serves it
+        async with browser.get(
+            hub.url / "user/dave/", headers=HTML, allow_redirects=False
+        ) as response:
+            assert response.status == 302
+            assert URL(response.headers["Location"]).path == "/hub/api/oauth2/authorize"
+            assert "the app" not in await response.text()
+        # rproxy cleared its login cookie along (the new login's state cookie stays)
+        assert LOGIN_COOKIE.format("dave") not in {c.key for c in browser.cookie_jar}
+    # the stale login cookie, kept by a browser that ignored the clearing: still refused
+    stale = await _browser(hub, "dave")
+    async with stale:
+        async with stale.get(hub.url / "user/dave/", headers=HTML) as response:
+            assert response.status == 200
+        login = next(c for c in stale.cookie_jar if c.key == LOGIN_COOKIE.format("dave"))
+        cookie = {"Cookie": f"{login.key}={login.value}"}
+        async with stale.get(hub.url / "hub/logout") as response:
+            assert response.status == 200
+    async with aiohttp.ClientSession(
+        cookie_jar=aiohttp.DummyCookieJar(), timeout=aiohttp.ClientTimeout(total=60)
+    ) as replay:
+        async with replay.get(hub.url / "user/dave/headers", headers=cookie) as response:
+            assert response.status == 403
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await replay.ws_connect(hub.url / "user/dave/ws", headers=cookie)
+        assert refused.value.status == 403
+
+
+async def _direct(hub: Hub, user: str) -> URL:
+    """rproxy's own address for ``user``'s default server, from configurable-http-proxy's routes."""
+    table, token = hub.routes
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(table, headers={"Authorization": f"token {token}"}) as response,
+    ):
+        routes = await response.json()
+    route = routes.get(f"/user/{user}") or routes[f"/user/{user}/"]
+    return URL(route["target"])
+
+
+async def _server_running(admin: aiohttp.ClientSession, hub: Hub, user: str) -> bool:
+    return "" in (await _user_model(admin, hub, user))["servers"]
+
+
+async def _knock_anonymously(direct: URL, user: str) -> None:
+    """What anyone who can reach the server's port can send without a login, until it is gone
+    (the culler may stop it at any moment): refusals, a login redirect, rproxy's 404, 307, 405."""
+    async with aiohttp.ClientSession(
+        cookie_jar=aiohttp.DummyCookieJar(), timeout=aiohttp.ClientTimeout(total=30)
+    ) as anon:
+        prefix = direct / "user" / user
+        try:
+            for method, url, headers, status in [
+                ("GET", prefix / "", HTML, 302),  # to the hub's login
+                ("GET", prefix / "api/status", {}, 403),
+                ("POST", prefix / "x", {}, 403),
+                ("TRACE", prefix / "", {}, 403),
+                ("GET", direct / "elsewhere", {}, 404),  # outside the prefix
+                ("GET", prefix, {}, 307),  # the bare prefix
+            ]:
+                async with anon.request(
+                    method, url, headers=headers, allow_redirects=False
+                ) as response:
+                    assert response.status == status, (method, url)
+                    if status == 302:
+                        location = URL(response.headers["Location"])
+                        assert location.path == "/hub/api/oauth2/authorize"
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await anon.ws_connect(prefix / "ws")
+            assert refused.value.status == 403
+            raw = await raw_exchange(direct, b"CONNECT x:1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert status_of(raw) == 405
+        except (aiohttp.ClientConnectionError, ConnectionError):
+            return  # culled: rproxy stopped (or is stopping) mid-knock
+
+
+async def _use(hub: Hub, token: str, user: str, ws: aiohttp.ClientWebSocketResponse) -> None:
+    """What a user does: a page through the hub's proxy, and a WebSocket message."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        headers = {"Authorization": f"token {token}"}
+        async with session.get(hub.url / "user" / user / "headers", headers=headers) as r:
+            assert r.status == 200
+    await ws.send_str("still here")
+    assert "still here" in await ws.receive_str()
+
+
+async def test_the_idle_culler_stops_a_server_only_anonymous_clients_knock_on(
+    hub: Hub, admin: aiohttp.ClientSession
+) -> None:
+    await asyncio.gather(_start(hub, admin, "cull-idle"), _start(hub, admin, "cull-busy"))
+    direct = await _direct(hub, "cull-idle")
+    token = await _token(admin, hub, "cull-busy")
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        ws = await session.ws_connect(
+            hub.url / "user/cull-busy/ws", headers={"Authorization": f"token {token}"}
+        )
+        async with ws, asyncio.timeout(CULL_TIMEOUT * 6):
+            while await _server_running(admin, hub, "cull-idle"):  # until the culler stops it
+                await _knock_anonymously(direct, "cull-idle")
+                await _use(hub, token, "cull-busy", ws)
+            # culled; the one in use stays through as long again, whatever the culler does
+            until = time.monotonic() + CULL_TIMEOUT + 2 * CULL_EVERY
+            while time.monotonic() < until:
+                await _use(hub, token, "cull-busy", ws)
+                await asyncio.sleep(0.5)  # a user's pace; the culler runs on its own clock
+        assert await _server_running(admin, hub, "cull-busy")
+    culler = [line for line in hub.log.read_text().splitlines() if "cull-idle" in line]
+    assert any("Culling server cull-idle" in line for line in culler), "\n".join(culler[-20:])

@@ -6,10 +6,19 @@ signed cookie, asks the hub who owns that token (jupyterhub.services.auth.HubOAu
 ``sync=False``, its answers cached by HubOAuth), and decides access from the hub's scopes
 (JUPYTERHUB_OAUTH_ACCESS_SCOPES), JUPYTERHUB_USER, JUPYTERHUB_GROUP and JUPYTERHUB_ANYONE=1, as
 jhsingle-native-proxy does. Without a user, a browser's page request is sent to the hub's login
-(OAuth with state and PKCE) and everything else gets 403. ``{prefix}oauth_callback`` (or the path
-of JUPYTERHUB_OAUTH_CALLBACK_URL) exchanges the code for a token and sets the cookie. All but the
-callback is decided from the request's head (``decide``): ``check`` is ``decide`` for aiohttp's
-protocol, and front.py asks ``decide`` itself, so both protocols answer a request alike.
+(OAuth with state, and PKCE where the installed jupyterhub has its helpers: 6.0 and later; a 5.x
+hub knows no PKCE) and everything else gets 403.
+
+What is remembered about a browser's login is bound to the hub's session, as in JupyterHub's own
+single-user server: the hub's ``jupyterhub-session-id`` cookie is part of every cache key of a
+cookie login. Logging out of the hub clears that cookie and revokes the session's tokens, so the
+browser's next request misses every cache, the hub says the token is gone, and the browser is sent
+to the login again (or refused) at once. Tokens in an Authorization header keep their cache.
+
+``{prefix}oauth_callback`` (or the path of JUPYTERHUB_OAUTH_CALLBACK_URL) exchanges the code for
+a token and sets the cookie. All but the callback is decided from the request's head (``decide``):
+``check`` is ``decide`` for aiohttp's protocol, and front.py asks ``decide`` itself, so both
+protocols answer a request alike.
 
 HubOAuth's own cookie and state helpers need a tornado handler, so the cookies here are rproxy's:
 HMAC-signed with a key derived from JUPYTERHUB_API_TOKEN (plugins/cookies.py), HttpOnly, scoped to
@@ -26,7 +35,8 @@ import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 from urllib.parse import urlencode
 
 import jupyterhub
@@ -59,7 +69,17 @@ _COOKIE_MAX_AGE = 30 * 24 * 3600  # the hub's token expiry is what really limits
 _RECENT_SECONDS = 10.0
 _RECENT_MAX = 4096
 
-Credential = tuple[str, str]  # ("token", from an Authorization header) or ("cookie", signed)
+_SESSION_COOKIE = "jupyterhub-session-id"  # the hub's (JupyterHub's handlers/base.py), path /
+
+
+@dataclass(frozen=True, slots=True)
+class _Credential:
+    """What a request presents: a token from an Authorization header, or rproxy's signed cookie
+    with the hub's session id it came with ("" for a token, or without that cookie)."""
+
+    kind: Literal["token", "cookie"]
+    value: str
+    session: str = ""
 
 
 class HubAuthenticator:
@@ -86,7 +106,9 @@ class HubAuthenticator:
         self._signer = CookieSigner(hub.api_token.encode())
         self._cookie = OWN_COOKIES + re.sub(r"[^A-Za-z0-9_-]", "_", hub.client_id)
         self._clock = clock
-        self._recent: dict[Credential, tuple[float, dict[str, Any]]] = {}  # -> (until, user)
+        self._recent: dict[_Credential, tuple[float, dict[str, Any]]] = {}  # -> (until, user)
+        # PKCE where HubOAuth has its helpers (jupyterhub 6.0 and later), the plain flow on 5.x
+        self._pkce = callable(getattr(self._oauth, "generate_pkce_code_challenge", None))
 
     async def check(self, request: web.Request) -> web.StreamResponse | None:
         head = RequestHead(
@@ -124,7 +146,10 @@ class HubAuthenticator:
             logger.error("cannot check the user with the hub: %s", exc.log_message or exc)
             return plain_response(502, "The hub could not be asked who you are; try again.")
         if model is None:
-            return self._login(head)
+            refusal = self._login(head)
+            if credential.kind == "cookie":  # revoked or expired: the browser forgets it
+                refusal.del_cookie(self._cookie, path=self._prefix)
+            return refusal
         if not self._allowed(model):
             logger.warning(
                 "refused %s %s: hub user %r may not use this server",
@@ -147,28 +172,33 @@ class HubAuthenticator:
             scopes=tuple(model.get("scopes") or ()),
         )
 
-    def _credential(self, headers: CIMultiDict[str] | CIMultiDictProxy[str]) -> Credential | None:
+    def _credential(self, headers: CIMultiDict[str] | CIMultiDictProxy[str]) -> _Credential | None:
         """What the request presents: an ``Authorization: token ...`` header, else rproxy's
-        signed cookie; None without either."""
+        signed cookie with the hub's session id; None without either."""
         header = _TOKEN_HEADER.match(headers.get("Authorization", ""))
         if header:
-            return ("token", header.group(1))
-        signed = cookie_value(headers.get("Cookie", ""), self._cookie)
-        return ("cookie", signed) if signed else None
+            return _Credential("token", header.group(1))
+        cookies = headers.get("Cookie", "")
+        signed = cookie_value(cookies, self._cookie)
+        if not signed:
+            return None
+        return _Credential("cookie", signed, cookie_value(cookies, _SESSION_COOKIE) or "")
 
-    async def _user(self, credential: Credential) -> dict[str, Any] | None:
-        """The hub's user model for ``credential``'s token (HubOAuth caches it), or None."""
-        kind, value = credential
-        if kind == "token":
-            token: str | None = value
+    async def _user(self, credential: _Credential) -> dict[str, Any] | None:
+        """The hub's user model for ``credential``'s token, or None. HubOAuth caches the hub's
+        answers under the token and the session id, as it does in jupyterhub-singleuser."""
+        if credential.kind == "token":
+            token: str | None = credential.value
         else:
-            token = self._signer.verify(self._cookie, value, _COOKIE_MAX_AGE)
+            token = self._signer.verify(self._cookie, credential.value, _COOKIE_MAX_AGE)
         if not token:
             return None
-        model: dict[str, Any] | None = await self._oauth.user_for_token(token, sync=False)
+        model: dict[str, Any] | None = await self._oauth.user_for_token(
+            token, session_id=credential.session, sync=False
+        )
         return model
 
-    def _recently_admitted(self, credential: Credential) -> dict[str, Any] | None:
+    def _recently_admitted(self, credential: _Credential) -> dict[str, Any] | None:
         """The user ``credential`` was let in as less than ``_RECENT_SECONDS`` ago, or None."""
         entry = self._recent.get(credential)
         if entry is None:
@@ -179,7 +209,7 @@ class HubAuthenticator:
         del self._recent[credential]
         return None
 
-    def _remember(self, credential: Credential, model: dict[str, Any]) -> None:
+    def _remember(self, credential: _Credential, model: dict[str, Any]) -> None:
         if len(self._recent) >= _RECENT_MAX:
             self._recent.clear()  # a bound, not a policy: they are asked about again
         self._recent[credential] = (self._clock() + _RECENT_SECONDS, model)
@@ -200,9 +230,12 @@ class HubAuthenticator:
         if "text/html" not in head.headers.get("Accept", ""):
             return plain_response(403, "Log in through the hub first.")
         state = secrets.token_urlsafe(24)
-        verifier, challenge, method = self._oauth.generate_pkce_code_challenge()
-        query = urlencode({"state": state, "code_challenge": challenge,
-                           "code_challenge_method": method})  # fmt: skip
+        parameters = {"state": state}
+        verifier = ""
+        if self._pkce:
+            verifier, challenge, method = self._oauth.generate_pkce_code_challenge()
+            parameters |= {"code_challenge": challenge, "code_challenge_method": method}
+        query = urlencode(parameters)
         login = self._oauth.login_url
         response = plain_response(302, Location=f"{login}{'&' if '?' in login else '?'}{query}")
         name = self._state_cookie(state)
@@ -223,8 +256,9 @@ class HubAuthenticator:
             return plain_response(400, "This login link is stale or was not started here; open "
                                   "the page again.")  # fmt: skip
         started = json.loads(stored)
+        pkce = {"code_verifier": started["v"]} if started["v"] else {}
         try:
-            token = await self._oauth.token_for_code(code, code_verifier=started["v"], sync=False)
+            token = await self._oauth.token_for_code(code, sync=False, **pkce)
         except HTTPError as exc:
             logger.error("the hub did not exchange the OAuth code: %s", exc.log_message or exc)
             return plain_response(403, "The hub did not accept this login; try again.")

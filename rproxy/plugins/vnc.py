@@ -5,8 +5,10 @@ subprotocol is accepted) and connects it to the VNC server given by ``--vnc-upst
 (``host:port``, or the absolute path of a Unix socket). Bytes cross unchanged both ways, with
 TCP_NODELAY, and backpressure both ways: a slow browser slows the VNC server's reads and a slow VNC
 server slows the browser's sends; memory per bridge stays bounded by one read each way. When
-either side ends, the other is closed. The route is behind the same authentication middleware as
-everything else, so an unauthenticated upgrade gets 403 before any connection to the VNC server.
+either side ends, the other is closed. The bridge and every message across it are use of the
+desktop (``metrics.used``, JupyterHub's idle culler); noVNC's files are not. The route is behind
+the same authentication middleware as everything else, so an unauthenticated upgrade gets 403
+before any connection to the VNC server.
 
 ``{prefix}vnc/`` serves the noVNC client from ``--novnc-dir`` (Debian's package puts it in
 /usr/share/novnc); its bare URL redirects to ``vnc.html`` with the bridge's path for whatever the
@@ -26,6 +28,7 @@ from urllib.parse import urlencode
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from rproxy.errors import plain_response
+from rproxy.metrics import ProxyMetrics
 from rproxy.websocket import OpenSocket
 
 logger = logging.getLogger(__name__)
@@ -73,10 +76,11 @@ class VncRoutes:
         public_prefix: str,
         open_sockets: set[OpenSocket],
         heartbeat: float | None,
+        metrics: ProxyMetrics,
     ) -> web.StreamResponse | None:
         """The answer for ``path`` (after the prefix) if it is one of ours, else None."""
         if path == self.bridge_path:
-            return await bridge(request, self.target, open_sockets, heartbeat=heartbeat)
+            return await bridge(request, self.target, open_sockets, metrics, heartbeat=heartbeat)
         if path == "/vnc":
             return plain_response(307, Location=f"{public_prefix}/vnc/")
         if path.startswith("/vnc/"):
@@ -89,6 +93,7 @@ async def bridge(
     request: web.Request,
     target: VncTarget,
     open_sockets: set[OpenSocket],
+    metrics: ProxyMetrics,
     *,
     heartbeat: float | None = None,
 ) -> web.StreamResponse:
@@ -107,9 +112,10 @@ async def bridge(
     try:
         await response.prepare(request)
         open_sockets.add(response)
+        metrics.used()
         pumps = {
-            asyncio.create_task(_browser_to_vnc(response, writer)),
-            asyncio.create_task(_vnc_to_browser(reader, response)),
+            asyncio.create_task(_browser_to_vnc(response, writer, metrics)),
+            asyncio.create_task(_vnc_to_browser(reader, response, metrics)),
         }
         try:
             await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
@@ -126,18 +132,24 @@ async def bridge(
     return response
 
 
-async def _browser_to_vnc(ws: web.WebSocketResponse[Any], writer: asyncio.StreamWriter) -> None:
+async def _browser_to_vnc(
+    ws: web.WebSocketResponse[Any], writer: asyncio.StreamWriter, metrics: ProxyMetrics
+) -> None:
     async for msg in ws:
         if msg.type is WSMsgType.BINARY:
             writer.write(msg.data)
+            metrics.used()
         elif msg.type is WSMsgType.TEXT:  # old noVNC sent base64 text; binary is all we speak
             await ws.close(code=WSCloseCode.UNSUPPORTED_DATA, message=b"binary frames only")
             return
         await writer.drain()
 
 
-async def _vnc_to_browser(reader: asyncio.StreamReader, ws: web.WebSocketResponse[Any]) -> None:
+async def _vnc_to_browser(
+    reader: asyncio.StreamReader, ws: web.WebSocketResponse[Any], metrics: ProxyMetrics
+) -> None:
     while data := await reader.read(_READ_SIZE):
+        metrics.used()
         await ws.send_bytes(data)
 
 

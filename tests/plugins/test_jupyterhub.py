@@ -206,21 +206,33 @@ class _Clock:
         return self.now
 
 
-def _hub_said(auth: HubAuthenticator, token: str, model: dict[str, object]) -> None:
-    """HubOAuth's cache holding the hub's answer about ``token``, under the key its
-    ``user_for_token`` uses (jupyterhub.services.auth): the hub of ENV does not listen, so any
-    question that reaches it gets the 502 page."""
-    auth._oauth.cache[f"token::{hashlib.sha256(token.encode()).hexdigest()}"] = model
+def _hub_said(
+    auth: HubAuthenticator, token: str, model: dict[str, object] | None, session: str = ""
+) -> None:
+    """HubOAuth's cache holding the hub's answer about ``token`` in the hub session ``session``,
+    under the key its ``user_for_token`` uses (jupyterhub.services.auth): the hub of ENV does not
+    listen, so any question that reaches it gets the 502 page."""
+    auth._oauth.cache[f"token:{session}:{hashlib.sha256(token.encode()).hexdigest()}"] = model
 
 
-def _heads(token: str) -> list[RequestHead]:
-    """A request with ``token`` in an Authorization header, and one with it in the cookie."""
+def _cookie_head(token: str, session: str | None = None, accept: str = "*/*") -> RequestHead:
+    """A request with ``token`` in rproxy's cookie, and the hub's session cookie if given."""
     cookie = "rproxy-jupyterhub-user-alice"
     signed = CookieSigner(b"api-token").sign(cookie, token)
-    return [
-        RequestHead("GET", PREFIX + "x", CIMultiDict(Authorization=f"token {token}"), False, False),
-        RequestHead("GET", PREFIX + "x", CIMultiDict(Cookie=f"{cookie}={signed}"), False, False),
-    ]
+    cookies = f"{cookie}={signed}"
+    if session is not None:
+        cookies += f"; jupyterhub-session-id={session}"
+    return RequestHead(
+        "GET", PREFIX + "x", CIMultiDict(Cookie=cookies, Accept=accept), False, False
+    )
+
+
+def _heads(token: str, session: str | None = None) -> list[RequestHead]:
+    """A request with ``token`` in an Authorization header, and one with it in the cookie."""
+    headers = CIMultiDict(Authorization=f"token {token}")
+    if session is not None:
+        headers["Cookie"] = f"jupyterhub-session-id={session}"
+    return [RequestHead("GET", PREFIX + "x", headers, False, False), _cookie_head(token, session)]
 
 
 async def _statuses(auth: HubAuthenticator, heads: list[RequestHead]) -> list[object]:
@@ -252,3 +264,39 @@ async def test_a_refused_user_is_asked_about_every_time() -> None:
     assert await _statuses(auth, bob) == [403, 403]
     auth._oauth.cache.clear()
     assert await _statuses(auth, bob) == [502, 502]
+
+
+async def test_a_browser_login_is_remembered_only_in_its_hub_session() -> None:
+    """As in jupyterhub-singleuser: logging out of the hub clears its session cookie, so nothing
+    remembered about the login serves the browser's next request; the hub is asked (here: the
+    hub is down, 502), which after a logout says the session's token is gone."""
+    auth = HubAuthenticator(load_config({"upstream": "http://127.0.0.1:1"}, ENV), clock=_Clock())
+    _hub_said(auth, "alice-token", ALICE, session="s1")
+    assert await _statuses(auth, [_cookie_head("alice-token", "s1")]) == [Admitted(ALICE)]
+    # admitted a moment ago in session s1: after a logout (no session cookie) or in another
+    # session, neither HubOAuth's cache nor rproxy's own answers
+    assert await _statuses(auth, [_cookie_head("alice-token")]) == [502]
+    assert await _statuses(auth, [_cookie_head("alice-token", "s2")]) == [502]
+    assert await _statuses(auth, [_cookie_head("alice-token", "s1")]) == [Admitted(ALICE)]
+
+
+async def test_an_api_token_keeps_its_cache_whatever_the_session() -> None:
+    auth = HubAuthenticator(load_config({"upstream": "http://127.0.0.1:1"}, ENV), clock=_Clock())
+    _hub_said(auth, "alice-token", ALICE)
+    token = _heads("alice-token")[0]
+    in_session = _heads("alice-token", session="s1")[0]
+    assert await _statuses(auth, [token, in_session]) == [Admitted(ALICE)] * 2
+
+
+@pytest.mark.parametrize(
+    ("accept", "status"),
+    [pytest.param("text/html", 302, id="page"), pytest.param("*/*", 403, id="api-client")],
+)
+async def test_a_cookie_whose_token_the_hub_revoked_is_cleared(accept: str, status: int) -> None:
+    auth = HubAuthenticator(load_config({"upstream": "http://127.0.0.1:1"}, ENV), clock=_Clock())
+    _hub_said(auth, "revoked", None)  # the hub: no such token
+    refusal = await auth.decide(_cookie_head("revoked", accept=accept))
+    assert isinstance(refusal, web.StreamResponse)
+    assert refusal.status == status
+    cleared = refusal.cookies["rproxy-jupyterhub-user-alice"]
+    assert (cleared.value, cleared["max-age"], cleared["path"]) == ("", "0", PREFIX)
