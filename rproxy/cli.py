@@ -168,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     g("--last-activity-interval", type=int, metavar="S", help="activity report period (300)")
     g("--force-alive", "--force-keep-alive", action=flag, help="report activity even when idle "
       "(default: yes)")  # fmt: skip
+    g("--hub-cache-seconds", type=int, metavar="S", help="trust the hub's answer about a token "
+      "this long: a revoked API token works at most this much longer; 0: ask every time "
+      "(300)")  # fmt: skip
     g("--forward-user-info", action=flag, help="send the hub user as X-CDSDASHBOARDS-JH-USER")
     g("--query-user-info", action=flag, help="send the hub user as CDSDASHBOARDS_JH_USER query")
     g("--progressive", action=flag, help="accepted for compatibility: rproxy always streams")

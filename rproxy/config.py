@@ -153,6 +153,7 @@ class HubOptions:
     authtype: AuthType = "none"
     last_activity_interval: int = 300
     force_alive: bool = True
+    hub_cache_seconds: int = 300  # how long the hub's answer about a token is trusted
     forward_user_info: bool = False
     query_user_info: bool = False
     api_token: str = field(default="", repr=False)  # JUPYTERHUB_API_TOKEN: a secret
@@ -175,6 +176,7 @@ class HubOptions:
         if self.authtype not in get_args(AuthType):
             raise ConfigError(f"--authtype {self.authtype!r}: expected oauth or none")
         _positive("--last-activity-interval", self.last_activity_interval, zero_ok=True)
+        _positive("--hub-cache-seconds", self.hub_cache_seconds, zero_ok=True)
         if self.authtype != "oauth":
             return
         missing = [

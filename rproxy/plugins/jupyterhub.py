@@ -64,8 +64,8 @@ _STATE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 _STATE_MAX_AGE = 600
 _COOKIE_MAX_AGE = 30 * 24 * 3600  # the hub's token expiry is what really limits a session
 # A credential let in is let in again for this long without asking the hub (HubOAuth itself keeps
-# the hub's answers for cache_max_age, 5 minutes by default): revoking a token takes effect at
-# most this much later than HubOAuth alone would let it. At most _RECENT_MAX are remembered.
+# the hub's answers for --hub-cache-seconds, its cache_max_age): never longer than that, so a
+# revoked token works at most --hub-cache-seconds longer. At most _RECENT_MAX are remembered.
 _RECENT_SECONDS = 10.0
 _RECENT_MAX = 4096
 
@@ -97,6 +97,7 @@ class HubAuthenticator:
             hub_prefix=url_path_join(hub.hub_base_url, "hub") + "/",
             hub_host=hub.hub_host,
             access_scopes=set(hub.access_scopes),
+            cache_max_age=hub.hub_cache_seconds,
             oauth_redirect_uri=hub.callback_url or config.prefix + "oauth_callback",
             keyfile=hub.ssl_keyfile,
             certfile=hub.ssl_certfile,
@@ -106,6 +107,7 @@ class HubAuthenticator:
         self._signer = CookieSigner(hub.api_token.encode())
         self._cookie = OWN_COOKIES + re.sub(r"[^A-Za-z0-9_-]", "_", hub.client_id)
         self._clock = clock
+        self._cache_seconds = min(_RECENT_SECONDS, hub.hub_cache_seconds)  # 0: no cache at all
         self._recent: dict[_Credential, tuple[float, dict[str, Any]]] = {}  # -> (until, user)
         # PKCE where HubOAuth has its helpers (jupyterhub 6.0 and later), the plain flow on 5.x
         self._pkce = callable(getattr(self._oauth, "generate_pkce_code_challenge", None))
@@ -194,12 +196,15 @@ class HubAuthenticator:
         if not token:
             return None
         model: dict[str, Any] | None = await self._oauth.user_for_token(
-            token, session_id=credential.session, sync=False
+            token,
+            use_cache=self._cache_seconds > 0,  # HubOAuth's max age 0 would mean "for ever"
+            session_id=credential.session,
+            sync=False,
         )
         return model
 
     def _recently_admitted(self, credential: _Credential) -> dict[str, Any] | None:
-        """The user ``credential`` was let in as less than ``_RECENT_SECONDS`` ago, or None."""
+        """The user ``credential`` was let in as recently as ``_cache_seconds`` ago, or None."""
         entry = self._recent.get(credential)
         if entry is None:
             return None
@@ -210,9 +215,11 @@ class HubAuthenticator:
         return None
 
     def _remember(self, credential: _Credential, model: dict[str, Any]) -> None:
+        if not self._cache_seconds:
+            return
         if len(self._recent) >= _RECENT_MAX:
             self._recent.clear()  # a bound, not a policy: they are asked about again
-        self._recent[credential] = (self._clock() + _RECENT_SECONDS, model)
+        self._recent[credential] = (self._clock() + self._cache_seconds, model)
 
     def _allowed(self, model: dict[str, Any]) -> bool:
         hub = self._hub

@@ -17,6 +17,7 @@ from support import StartProxy, StartUpstream
 from yarl import URL
 
 from rproxy.auth import Admitted, RequestHead
+from rproxy.errors import ConfigError
 from rproxy.plugins.cookies import CookieSigner
 from rproxy.plugins.jupyterhub import HubAuthenticator
 from rproxy.sources import load_config
@@ -300,3 +301,30 @@ async def test_a_cookie_whose_token_the_hub_revoked_is_cleared(accept: str, stat
     assert refusal.status == status
     cleared = refusal.cookies["rproxy-jupyterhub-user-alice"]
     assert (cleared.value, cleared["max-age"], cleared["path"]) == ("", "0", PREFIX)
+
+
+async def test_hub_cache_seconds_bounds_every_cache_of_a_token() -> None:
+    clock = _Clock()
+    config = load_config({"upstream": "http://127.0.0.1:1", "hub_cache_seconds": 3}, ENV)
+    auth = HubAuthenticator(config, clock=clock)
+    assert auth._oauth.cache_max_age == 3  # HubOAuth keeps the hub's answers this long
+    _hub_said(auth, "alice-token", ALICE)
+    alice = _heads("alice-token")
+    assert await _statuses(auth, alice) == [Admitted(ALICE)] * 2
+    auth._oauth.cache.clear()
+    clock.now += 2.9
+    assert await _statuses(auth, alice) == [Admitted(ALICE)] * 2  # rproxy's own, within 3 s
+    clock.now += 0.2
+    assert await _statuses(auth, alice) == [502, 502]
+
+
+async def test_hub_cache_seconds_zero_asks_the_hub_every_time() -> None:
+    config = load_config({"upstream": "http://127.0.0.1:1", "hub_cache_seconds": 0}, ENV)
+    auth = HubAuthenticator(config, clock=_Clock())
+    _hub_said(auth, "alice-token", ALICE)  # what HubOAuth would answer from its cache: unused
+    assert await _statuses(auth, _heads("alice-token")) == [502, 502]
+
+
+def test_hub_cache_seconds_is_a_number_of_seconds() -> None:
+    with pytest.raises(ConfigError, match="--hub-cache-seconds"):
+        load_config({"upstream": "http://127.0.0.1:1", "hub_cache_seconds": -1}, ENV)
