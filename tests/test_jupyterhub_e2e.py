@@ -442,35 +442,41 @@ async def _knock_anonymously(direct: URL, user: str) -> None:
             return  # culled: rproxy stopped (or is stopping) mid-knock
 
 
-async def _use(hub: Hub, token: str, user: str, ws: aiohttp.ClientWebSocketResponse) -> None:
-    """What a user does: a page through the hub's proxy, and a WebSocket message."""
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        headers = {"Authorization": f"token {token}"}
-        async with session.get(hub.url / "user" / user / "headers", headers=headers) as r:
-            assert r.status == 200
-    await ws.send_str("still here")
-    assert "still here" in await ws.receive_str()
+async def _keep_using(hub: Hub, token: str, user: str) -> None:
+    """What a user does, at a user's pace, until cancelled: a page through the hub's proxy and a
+    WebSocket message, again and again."""
+    headers = {"Authorization": f"token {token}"}
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
+        session.ws_connect(hub.url / "user" / user / "ws", headers=headers) as ws,
+    ):
+        while True:
+            async with session.get(hub.url / "user" / user / "headers", headers=headers) as r:
+                assert r.status == 200
+            await ws.send_str("still here")
+            assert "still here" in await ws.receive_str()
+            await asyncio.sleep(0.5)  # a user's pace; the culler runs on its own clock
 
 
 async def test_the_idle_culler_stops_a_server_only_anonymous_clients_knock_on(
     hub: Hub, admin: aiohttp.ClientSession
 ) -> None:
-    await asyncio.gather(_start(hub, admin, "cull-idle"), _start(hub, admin, "cull-busy"))
-    direct = await _direct(hub, "cull-idle")
-    token = await _token(admin, hub, "cull-busy")
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-        ws = await session.ws_connect(
-            hub.url / "user/cull-busy/ws", headers={"Authorization": f"token {token}"}
-        )
-        async with ws, asyncio.timeout(CULL_TIMEOUT * 6):
+    await _start(hub, admin, "cull-busy")
+    user = asyncio.create_task(_keep_using(hub, await _token(admin, hub, "cull-busy"), "cull-busy"))
+    try:
+        await _start(hub, admin, "cull-idle")
+        direct = await _direct(hub, "cull-idle")
+        async with asyncio.timeout(CULL_TIMEOUT * 6):
             while await _server_running(admin, hub, "cull-idle"):  # until the culler stops it
                 await _knock_anonymously(direct, "cull-idle")
-                await _use(hub, token, "cull-busy", ws)
-            # culled; the one in use stays through as long again, whatever the culler does
-            until = time.monotonic() + CULL_TIMEOUT + 2 * CULL_EVERY
-            while time.monotonic() < until:
-                await _use(hub, token, "cull-busy", ws)
-                await asyncio.sleep(0.5)  # a user's pace; the culler runs on its own clock
+        # culled; the one in use stays through as long again, whatever the culler does
+        observed = asyncio.create_task(asyncio.sleep(CULL_TIMEOUT + 2 * CULL_EVERY))
+        await asyncio.wait({user, observed}, return_when=asyncio.FIRST_COMPLETED)
+        assert not user.done(), user  # the user's requests all went through
         assert await _server_running(admin, hub, "cull-busy")
-    culler = [line for line in hub.log.read_text().splitlines() if "cull-idle" in line]
+    finally:
+        user.cancel()
+        await asyncio.wait({user})
+    culler = [line for line in hub.log.read_text().splitlines() if "cull-" in line]
     assert any("Culling server cull-idle" in line for line in culler), "\n".join(culler[-20:])
+    assert not any("Culling server cull-busy" in line for line in culler)

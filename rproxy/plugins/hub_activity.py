@@ -1,8 +1,9 @@
 """Tell JupyterHub when this server was last used, so its idle culler sees real activity.
 
-Every ``--last-activity-interval`` seconds, a POST to JUPYTERHUB_ACTIVITY_URL carries the time of
-the last proxied request or WebSocket message, or "now" with ``--force-alive`` (the default, as
-in jhsingle-native-proxy). Nothing is sent when nothing happened since the last report. A failed
+Every ``--last-activity-interval`` seconds, a POST to JUPYTERHUB_ACTIVITY_URL carries the time an
+admitted client last used the app (``ProxyMetrics.used``: a forwarded request or upgrade, a
+WebSocket message; nothing rproxy answered itself), or "now" with ``--force-alive`` (the default,
+as in jhsingle-native-proxy). Nothing is sent when nothing happened since the last report. A failed
 report is logged and retried sooner (1 s, 2 s, 4 s ... up to the interval). The reporter runs in
 the background on its own small client session and never blocks a request.
 """
