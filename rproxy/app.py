@@ -21,6 +21,7 @@ import aiohttp
 from aiohttp import WSCloseCode, web
 from yarl import URL
 
+from rproxy import command
 from rproxy.api import api_routes
 from rproxy.auth import Authenticator, auth_middleware, head_decision
 from rproxy.client import new_upstream_client
@@ -208,9 +209,9 @@ async def _open_service(
     if spec is None:
         urls = UrlMapper(config.prefix, upstream.url)
         return Service("default", "/", upstream, urls, pool, client, probe, app[REWRITERS],
-                       endpoint=endpoint)  # fmt: skip
-    # the prefix its responses' URLs are rewritten to: its mount, unless its paths keep it
-    urls = UrlMapper(config.prefix + (spec.path[1:] if spec.strip_path else ""), upstream.url)
+                       strip_path=config.strip_prefix, endpoint=endpoint)  # fmt: skip
+    # its public mount path: what its responses' URLs are rewritten to, and its {base_url}
+    urls = UrlMapper(config.prefix + spec.path[1:], upstream.url)
     rewriters = app[REWRITERS] if spec.rewriters is None else registry.load(spec.rewriters)
     return Service(spec.name, spec.path, upstream, urls, pool, client, probe, rewriters,
                    strip_path=spec.strip_path, description=spec.description,
@@ -281,6 +282,16 @@ async def _children(app: web.Application) -> AsyncIterator[None]:
             child = spec.child if spec is not None else config.child
             if child is None or service.endpoint is None:
                 continue
+            keeps = not service.strip_path and service.urls.prefix != "/"
+            if keeps and not command.uses(child.argv, "base_url"):
+                logger.warning(
+                    "%s sees every path with %s in front (%s), but its command has no "
+                    "{base_url}: unless it is told to serve there some other way, it will answer "
+                    "404; see docs/apps.md for its option",
+                    "the app" if spec is None else f"service {service.name!r}",
+                    service.urls.prefix,
+                    "--no-strip-prefix" if spec is None else "strip_path = false",
+                )
             launcher = service.launcher = Launcher(
                 child,
                 service.endpoint,

@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     g("--ip", help="address to listen on (0.0.0.0, or JUPYTERHUB_SERVICE_URL's host)")
     g("--port", type=int, help="port to listen on (8080, or JUPYTERHUB_SERVICE_URL's; 0: any)")
     g("--prefix", help="URL prefix to serve under and strip ($JUPYTERHUB_SERVICE_PREFIX or /)")
+    g("--strip-prefix", action=flag, help="strip the prefix before the app sees the path; "
+      "--no-strip-prefix: the app sees it and serves under {base_url} (default: yes)")  # fmt: skip
     g("--workers", type=int, metavar="N", help="processes serving the port, to use N cores (1)")
 
     g = parser.add_argument_group("forwarding").add_argument
@@ -147,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = parser.add_argument_group("status API and metrics").add_argument
     g("--api-prefix", metavar="PATH", help="where the API lives under the prefix, e.g. "
-      "_rproxy/api when the app owns /api (api)")  # fmt: skip
+      "_rproxy/api when the app owns /api (api; _rproxy/api with --no-strip-prefix)")  # fmt: skip
     g("--no-api", action="store_true", default=None, help="serve no API endpoints")
     g("--server-timing", action=flag, help="add a Server-Timing header: rproxy's and the "
       "upstream's time")  # fmt: skip

@@ -234,7 +234,7 @@ class ServiceConfig:
     child: ChildConfig | None = None
     vnc: str | None = None
     desktop: DesktopOptions | None = None  # rproxy starts Xvnc, and the command as its X app
-    strip_path: bool = True  # False: the service sees its own mount point in every path
+    strip_path: bool = True  # False: the service sees the whole public path, mount included
     rewriters: tuple[str, ...] | None = None  # None: the main rewriters
     description: str = ""
     required: bool = True  # api/status is 200 only when every required service is ready
@@ -271,6 +271,7 @@ class Config:
     upstream: Upstream | None = None
     child: ChildConfig | None = None
     prefix: str = "/"
+    strip_prefix: bool = True  # False: the main app sees the whole public path, prefix included
     ip: str = "0.0.0.0"
     port: int = 8080
     timeouts: Timeouts = field(default_factory=Timeouts)

@@ -221,7 +221,7 @@ def upstream_headers(
     out = upstream_request_headers(
         headers,
         view,
-        public_prefix=mapper.public_prefix,
+        public_prefix=service.forwarded_prefix,
         trusted=config.trusted_proxies,
         host_header=config.host_header,
         upstream_host=mapper.upstream.raw_authority,

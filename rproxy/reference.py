@@ -60,7 +60,7 @@ _SERVICE_KEYS_DOC: dict[str, tuple[str | None, str]] = {
     "desktop_geometry": ("`1280x800`", "as `--desktop-geometry`"),
     "desktop_depth": ("`24`", "as `--desktop-depth`"),
     "strip_path": (None, "the service sees `/x` for `{prefix}{path}x`; with `false` it sees "
-                   "`{path}x`, its own mount point included"),
+                   "the whole path, `{prefix}{path}x`, and serves under `{base_url}`"),
     "rewriters": ("the main list", "its response rewriters by name; `[]` for none"),
     "description": ("the command or URL", "shown in `api/services`"),
     "required": (None, "`api/status` answers 200 only when every required service is ready "

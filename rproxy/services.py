@@ -8,9 +8,13 @@ and, when rproxy runs its command, the child's endpoint and launcher.
 
 The main service is mounted at the prefix itself; each ``[[services]]`` entry at its own path
 under it, a ``VncService`` when it is a VNC server (its bridge and noVNC client live there).
-``ServiceTable.pick`` chooses by the longest mount point the path starts with and strips it
-(unless the service keeps it); a path equal to a mount point without its slash is redirected to
-it. app.py builds the services in a cleanup context (the clients need a running loop).
+``ServiceTable.pick`` chooses by the longest mount point the path starts with and strips the
+public path up to it: the prefix for the main service, prefix and mount for the others. A service
+with ``strip_path`` off (``--no-strip-prefix`` for the main one) gets the whole public path
+instead, and no X-Forwarded-Prefix, since nothing was taken off; either way its ``UrlMapper`` is
+its public mount path, which is also its ``{base_url}``. A path equal to a mount point without its
+slash is redirected to it. app.py builds the services in a cleanup context (the clients need a
+running loop).
 """
 
 from __future__ import annotations
@@ -40,11 +44,16 @@ class Service:
     client: aiohttp.ClientSession
     probe: UpstreamProbe
     rewriters: list[Rewriter]
-    strip_path: bool = True
+    strip_path: bool = True  # False: it sees the whole public path, ``urls.prefix`` included
     description: str = ""
     required: bool = True
     endpoint: Endpoint | None = None  # set when rproxy runs the command: its port or socket
     launcher: Launcher | None = None  # set once the command's launcher exists
+
+    @property
+    def forwarded_prefix(self) -> str:
+        """The public path taken off before the service sees a path: its X-Forwarded-Prefix."""
+        return self.urls.public_prefix if self.strip_path else ""
 
 
 @dataclass(slots=True, eq=False)
@@ -80,10 +89,15 @@ class ServiceTable:
         for service in self._others:
             mount = service.mount
             if path.startswith(mount):
-                if service.strip_path:
-                    path = path[len(mount) - 1 :]
-                return service, Forward(path, route.query)
+                return service, self._given(service, path, len(mount) - 1, route.query)
             if path == mount[:-1]:
                 location = self.public_path(service)
                 return Redirect(f"{location}?{route.query}" if route.query else location)
-        return self.main, route
+        return self.main, self._given(self.main, path, 0, route.query)
+
+    def _given(self, service: Service | VncService, path: str, mount: int, query: str) -> Forward:
+        """The route ``service`` gets for ``path`` (under the prefix, ``mount`` characters of it
+        its mount point's): without the mount, or the whole public path when it keeps it."""
+        if service.strip_path:
+            return Forward(path[mount:], query)
+        return Forward(self.main.urls.prefix + path[1:], query)

@@ -78,6 +78,7 @@ FILE_KEYS: dict[str, tuple[type, ...]] = {
     "ip": (str,),
     "port": (int,),
     "prefix": (str,),
+    "strip_prefix": (bool,),
     "trusted_proxies": (str, int, list),
     "host_header": (str,),
     "upstream_connections": (int,),
@@ -219,6 +220,7 @@ def load_config(
         child=_child(command, given) if command else None,
         desktop=desktop,
         prefix=get("prefix", env["JUPYTERHUB_SERVICE_PREFIX"] or "/"),
+        strip_prefix=get("strip_prefix", True),
         ip=given.get("ip") or _service_url(env).host or "0.0.0.0",
         port=_port(given, env),
         timeouts=Timeouts(
@@ -237,7 +239,9 @@ def load_config(
         rewrite_max_bytes=get("rewrite_max_bytes", DEFAULT_MAX_BYTES),
         max_body_size=get("max_body_size", 0),
         hub=_hub(given, env),
-        api_prefix=None if given.get("no_api") else get("api_prefix", "api"),
+        api_prefix=None
+        if given.get("no_api")
+        else get("api_prefix", "api" if get("strip_prefix", True) else "_rproxy/api"),
         server_timing=get("server_timing", False),
         slow_request_ms=get("slow_request_ms", 0.0),
         vnc_upstream=given.get("vnc_upstream"),

@@ -35,8 +35,10 @@ def _echo(name: str) -> web.Application:
 
     async def echo(request: web.Request) -> web.StreamResponse:
         if request.path.endswith("/page.html"):
-            return web.Response(text='<html><body><a href="/next">n</a></body></html>',
-                                content_type="text/html")  # fmt: skip
+            page = (
+                '<html><body><a href="/next">n</a><a href="/user/me/keep/own">o</a></body></html>'
+            )
+            return web.Response(text=page, content_type="text/html")
         if request.headers.get("Upgrade", "").lower() == "websocket":
             ws = web.WebSocketResponse()
             await ws.prepare(request)
@@ -96,12 +98,12 @@ async def _json(http: aiohttp.ClientSession, url: URL) -> Any:
         pytest.param("docs/", "b", "/", "/user/me/docs", id="mount-root"),
         pytest.param("docs/deep/b", "c", "/b", "/user/me/docs/deep", id="longest-mount"),
         pytest.param("docs/deeper", "b", "/deeper", "/user/me/docs", id="not-a-segment-match"),
-        pytest.param("keep/c", "d", "/keep/c", "/user/me", id="strip-path-false"),
+        pytest.param("keep/c", "d", "/user/me/keep/c", None, id="strip-path-false"),
         pytest.param("keeper", "a", "/keeper", "/user/me", id="outside-every-mount"),
     ],
 )
 async def test_a_path_goes_to_the_longest_mount_it_is_under(
-    front: URL, http: aiohttp.ClientSession, path: str, name: str, seen: str, prefix: str
+    front: URL, http: aiohttp.ClientSession, path: str, name: str, seen: str, prefix: str | None
 ) -> None:
     got = await _json(http, URL(f"{front}/{path}", encoded=True))
     assert got == {"name": name, "path": seen, "prefix": prefix}
@@ -125,7 +127,11 @@ async def test_each_service_rewrites_with_its_own_mount_and_rewriters(
     assert 'href="/user/me/next"' in await page("page.html")
     assert 'href="/user/me/docs/next"' in await page("docs/page.html")
     assert 'href="/next"' in await page("docs/deep/page.html"), "rewriters = [] leaves it"
-    assert 'href="/user/me/next"' in await page("keep/page.html"), "its paths keep the mount"
+    # a service that sees the whole path serves under its public mount path already: what it
+    # sends there stays, a root-relative URL outside it is taken into it
+    kept = await page("keep/page.html")
+    assert 'href="/user/me/keep/own"' in kept
+    assert 'href="/user/me/keep/next"' in kept
 
 
 async def test_websockets_reach_each_service(front: URL, http: aiohttp.ClientSession) -> None:
@@ -418,3 +424,102 @@ def test_the_command_line_shorthand_adds_running_servers() -> None:
     assert config.child is not None, "the command stays the main service"
     with pytest.raises(ConfigError, match="give PATH=URL"):
         parse_config(["--service", "http://127.0.0.1:9000", "--upstream", "http://h:1"], {})
+
+
+def _serves_under_its_base_url(base: str) -> web.Application:
+    """An app that, as Jupyter Server, serves only under its base URL and answers 404 elsewhere."""
+
+    async def app(request: web.Request) -> web.StreamResponse:
+        if not request.raw_path.startswith(base):
+            return web.Response(status=404, text="not under my base_url")
+        rest = request.raw_path[len(base) :]
+        if rest == "page.html":
+            links = (
+                f'<a href="{base}static/a.js">a</a><a href="http://{request.host}{base}abs">b</a>'
+            )
+            return web.Response(text=f"<html><body>{links}</body></html>", content_type="text/html")
+        if rest == "redirect":
+            raise web.HTTPFound(f"{base}lab")
+        if rest == "ws":
+            ws = web.WebSocketResponse()
+            await ws.prepare(request)
+            async for msg in ws:
+                await ws.send_str(f"{request.raw_path}: {msg.data}")
+            return ws
+        return web.json_response(
+            {"path": request.raw_path, "prefix": request.headers.get("X-Forwarded-Prefix")}
+        )
+
+    upstream = web.Application()
+    upstream.router.add_route("*", "/{tail:.*}", app)
+    return upstream
+
+
+@pytest.fixture
+async def keeps_prefix(start_upstream: StartUpstream) -> AsyncIterator[URL]:
+    upstream = await start_upstream(_serves_under_its_base_url(PREFIX))
+    config = load_config({"upstream": str(upstream), "prefix": PREFIX, "strip_prefix": False}, {})
+    runner = make_runner(config)
+    try:
+        yield await listen(runner)
+    finally:
+        await runner.cleanup()
+
+
+async def test_no_strip_prefix_gives_the_app_the_whole_path(
+    keeps_prefix: URL, http: aiohttp.ClientSession
+) -> None:
+    got = await _json(http, keeps_prefix / "user/me/tree/x" % {"q": "1"})
+    assert got == {"path": "/user/me/tree/x?q=1", "prefix": None}  # nothing was taken off
+    async with http.get(keeps_prefix / "user/me", allow_redirects=False) as response:
+        assert (response.status, response.headers["Location"]) == (307, "/user/me/")
+    async with http.get(keeps_prefix / "elsewhere") as response:
+        assert response.status == 404  # rproxy's: outside the prefix
+        assert "not under my base_url" not in await response.text()
+    async with http.ws_connect(keeps_prefix / "user/me/ws") as ws:
+        await ws.send_str("hi")
+        assert await ws.receive_str() == "/user/me/ws: hi"
+
+
+async def test_no_strip_prefix_leaves_the_apps_api_to_it(
+    keeps_prefix: URL, http: aiohttp.ClientSession
+) -> None:
+    assert (await _json(http, keeps_prefix / "user/me/api/status"))["path"] == "/user/me/api/status"
+    own = await _json(http, keeps_prefix / "user/me/_rproxy/api/status")
+    assert own["status"] == "ok"
+
+
+async def test_no_strip_prefix_prefixes_nothing_twice(
+    keeps_prefix: URL, http: aiohttp.ClientSession
+) -> None:
+    async with http.get(keeps_prefix / "user/me/page.html") as response:
+        page = await response.text()
+    assert 'href="/user/me/static/a.js"' in page
+    assert 'href="/user/me/abs"' in page  # the app's own absolute URL, as a path
+    async with http.get(keeps_prefix / "user/me/redirect", allow_redirects=False) as response:
+        assert (response.status, response.headers["Location"]) == (302, "/user/me/lab")
+
+
+def test_no_strip_prefix_moves_the_api_unless_told_where() -> None:
+    def api(options: dict[str, Any]) -> str | None:
+        return load_config({"upstream": "http://127.0.0.1:1", **options}, {}).api_prefix
+
+    assert api({}) == "api"
+    assert api({"strip_prefix": False}) == "_rproxy/api"
+    assert api({"strip_prefix": False, "api_prefix": "ours"}) == "ours"
+    parsed = parse_config(["--no-strip-prefix", "--", "app", "{port}"], {})
+    assert (parsed.strip_prefix, parsed.api_prefix) == (False, "_rproxy/api")
+
+
+async def test_no_strip_prefix_warns_of_a_command_without_base_url(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    argv = [*CHILD, "--port", "{port}"]
+    config = load_config({"command": argv, "prefix": PREFIX, "strip_prefix": False}, {})
+    runner = make_runner(config)
+    try:
+        await listen(runner)
+    finally:
+        await runner.cleanup()
+    assert "its command has no {base_url}" in caplog.text
+    assert "--no-strip-prefix" in caplog.text
