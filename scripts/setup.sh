@@ -16,7 +16,7 @@ python=${PYTHON:-python3}
 # (tests/test_jupyterhub_e2e.py): the hub and the rproxy it spawns run from this environment
 [ -x .cache/hub5/bin/python ] || "$python" -m venv .cache/hub5
 .cache/hub5/bin/python -m pip install --quiet --disable-pip-version-check -e . "jupyterhub>=5,<6" \
-  "jupyterhub-idle-culler>=1.4"
+  "jupyterhub-idle-culler>=1.4" "jupyterlab>=4" "notebook>=7" "ipykernel>=6"
 # configurable-http-proxy (npm), JupyterHub's proxy, for the end-to-end hub test
 # (tests/test_jupyterhub_e2e.py); needs node and npm
 if [ ! -x .cache/node/node_modules/.bin/configurable-http-proxy ]; then

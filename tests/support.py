@@ -21,6 +21,17 @@ from rproxy.keys import HUB_USER, SERVICES
 from rproxy.launch import Launcher
 from rproxy.supervisor import ChildState, Supervisor
 
+CHROMIUM = "/usr/bin/chromium"  # Debian's package, installed by scripts/test.sh
+FLAGS = [  # headless, and nothing that reaches for the network on its own
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
 StartUpstream = Callable[[web.Application], Awaitable[URL]]
 StartProxy = Callable[..., Awaitable[URL]]
 

@@ -13,21 +13,9 @@ from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, async_playwright
-from support import StartProxy, StartUpstream, ready, running
+from support import CHROMIUM, FLAGS, StartProxy, StartUpstream, ready, running
 
 from examples.demo.app import make_demo_app
-
-CHROMIUM = "/usr/bin/chromium"  # Debian's package, installed by scripts/setup.sh
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
 
 # One entry per element (depth, tag, attributes) and per non-blank text node (depth, "#text").
 _OUTLINE = """() => {

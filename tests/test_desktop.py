@@ -15,8 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from playwright.async_api import async_playwright
-from support import listen
-from test_browser import CHROMIUM, FLAGS
+from support import CHROMIUM, FLAGS, listen
 from yarl import URL
 
 from rproxy.app import make_runner

@@ -17,6 +17,7 @@ module takes about a minute per hub.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -31,7 +32,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from support import CHILD, alive, free_port, raw_exchange, status_of
+from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import TimeoutError as PlaywrightTimeout
+from support import CHILD, CHROMIUM, FLAGS, alive, free_port, raw_exchange, status_of
 from yarl import URL
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,11 +82,26 @@ c.JupyterHub.load_roles = [
       "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"]}},
 ]
 
+def _jupyter(spawner, app):  # docs/apps.md's recipe; --allow-root: the tests run as root
+    return {{
+        "cmd": [*spawner.cmd, "--no-strip-prefix", "--unix-socket", "--"],
+        "args": [{jupyter!r}, app, "--no-browser", "--allow-root",
+                 "--ServerApp.sock={{unix_socket}}", "--ServerApp.base_url={{base_url}}/",
+                 "--IdentityProvider.token=", "--ServerApp.allow_remote_access=True",
+                 "--ServerApp.tornado_settings=hub_prefix=/hub/",
+                 "--ServerApp.tornado_settings=hub_host=", "--ServerApp.tornado_settings=user="],
+        "default_url": "/lab" if app == "lab" else "/tree",
+    }}
+
 def _per_server(spawner):
     if spawner.name == "child":  # a named server runs the child app
         spawner.args = ["--", *{child!r}, "--port", "{{port}}"]
     if spawner.user.name.startswith("cull-"):  # real activity only: the culler may stop it
         spawner.cmd = [*spawner.cmd, "--no-force-alive"]
+    for start, app in (("lab-", "lab"), ("nb-", "notebook")):  # JupyterLab, Notebook 7
+        if spawner.user.name.startswith(start):
+            for name, value in _jupyter(spawner, app).items():
+                setattr(spawner, name, value)
 
 c.Spawner.pre_spawn_hook = _per_server
 """
@@ -123,6 +141,7 @@ def hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     config = _CONFIG.format(
         port=port, hub_port=free_port(), api_port=api_port, chp=str(CHP),
         proxy_token=proxy_token, state=state, rproxy=str(where / "rproxy"), demo=DEMO,
+        jupyter=str(where / "jupyter"),
         root=str(ROOT), admin_token=ADMIN_TOKEN, child=CHILD, python=str(where / "python"),
         cull_timeout=CULL_TIMEOUT, cull_every=CULL_EVERY,
     )  # fmt: skip
@@ -480,3 +499,101 @@ async def test_the_idle_culler_stops_a_server_only_anonymous_clients_knock_on(
     culler = [line for line in hub.log.read_text().splitlines() if "cull-" in line]
     assert any("Culling server cull-idle" in line for line in culler), "\n".join(culler[-20:])
     assert not any("Culling server cull-busy" in line for line in culler)
+
+
+JUPYTER_HOST = "jupyter.test"  # a host name, as on a real hub: Jupyter's own Host check sees it
+
+
+@pytest.fixture
+async def chromium() -> AsyncIterator[Browser]:
+    """Debian's Chromium, which reaches the hub as http://jupyter.test:<port>/."""
+    rules = f"--host-resolver-rules=MAP {JUPYTER_HOST} 127.0.0.1"
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=[*FLAGS, rules])
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def _log_in(page: Page, base: URL, user: str) -> None:
+    """Log in on the hub's own login page, as a person does."""
+    await page.goto(str(base / "hub/login"))
+    await page.fill("input[name=username]", user)
+    await page.fill("input[name=password]", "any")
+    async with page.expect_navigation():
+        await page.click("[type=submit]")
+
+
+def _record_failures(page: Page, failed: list[str]) -> None:
+    """Add "<status or error> <url>" to ``failed`` for each request of ``page`` that fails."""
+    page.on("requestfailed", lambda r: failed.append(f"{r.failure} {r.url}"))
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+
+
+async def _run_one_plus_one(page: Page) -> str:
+    """Type 1+1 in the notebook's first cell, run it, return its output.
+
+    Jupyter runs nothing (the prompt stays ``[ ]``) when the cell is run before the new kernel's
+    WebSocket is connected, and the page shows no sign of that moment that is the same in
+    JupyterLab and Notebook 7: so the cell is run again until it answers, at most six times."""
+    cell = page.locator(".jp-Notebook .jp-Cell .cm-content").first
+    await cell.click(timeout=60_000)
+    await page.keyboard.type("1+1")
+    output = page.locator(".jp-OutputArea-output").first
+    for _ in range(6):
+        await cell.click()
+        await page.keyboard.press("Control+Enter")  # run the cell, stay on it
+        with contextlib.suppress(PlaywrightTimeout):
+            await output.wait_for(timeout=10_000)
+            break
+    return await output.inner_text(timeout=1_000)
+
+
+@pytest.mark.parametrize(
+    ("user", "app"),
+    [
+        pytest.param("lab-ann", "lab", id="jupyterlab"),
+        pytest.param("nb-ann", "tree", id="notebook7"),
+    ],
+)
+async def test_jupyter_in_place_of_jupyterhub_singleuser(
+    hub: Hub, admin: aiohttp.ClientSession, chromium: Browser, user: str, app: str
+) -> None:
+    """docs/apps.md's recipe: JupyterLab (or Notebook 7) under its prefix with --no-strip-prefix,
+    Jupyter's own authentication off, rproxy logging the browser in through the hub."""
+    await _start(hub, admin, user)  # until {prefix}api/status answers: Jupyter's own, here
+    base = hub.url.with_host(JUPYTER_HOST)
+    context = await chromium.new_context()
+    page = await context.new_page()
+    ours = str(base / "user" / user) + "/"
+    failed: list[str] = []
+    _record_failures(page, failed)
+    await _log_in(page, base, user)
+    await page.goto(ours + app)
+    if app == "lab":
+        await page.locator(".jp-LauncherCard").first.click()  # a new notebook
+        notebook = page
+    else:
+        async with context.expect_page() as opened:  # Notebook 7 opens it in a new tab
+            await page.get_by_text("New", exact=True).first.click()
+            await page.locator(".lm-Menu-itemLabel", has_text="Python 3").click()
+        notebook = await opened.value
+        _record_failures(notebook, failed)
+        select = notebook.get_by_role("button", name="Select Kernel")
+        with contextlib.suppress(PlaywrightTimeout):  # asked only when there is a choice
+            await select.click(timeout=10_000)
+    assert await _run_one_plus_one(notebook) == "2"  # through the kernel's WebSocket
+    await notebook.screenshot(path=str(hub.log.parent / f"{user}.png"))
+    # every request of the app's that failed, but those the page cancelled itself (a poll that
+    # a newer one replaced: net::ERR_ABORTED)
+    failures = [f for f in failed if f.partition(" ")[2].startswith(ours)]
+    assert [f for f in failures if not f.startswith("net::ERR_ABORTED ")] == []
+    await notebook.get_by_text("File", exact=True).first.click()
+    async with context.expect_page() as opened:
+        await notebook.get_by_text("Hub Control Panel").click()
+    panel = await opened.value
+    await panel.wait_for_load_state()
+    assert URL(panel.url).path == "/hub/home"
+    assert await panel.get_by_text("Stop My Server").count() == 1
+    await context.close()
