@@ -26,12 +26,14 @@ from rproxy.api import api_routes
 from rproxy.auth import Authenticator, auth_middleware, head_decision
 from rproxy.client import new_upstream_client
 from rproxy.config import Config, ServiceConfig, Upstream
+from rproxy.escaped_paths import EscapedPaths
 from rproxy.front import Front
 from rproxy.keys import (
     API,
     AUTHENTICATOR,
     CONFIG,
     CONNECTION_COUNT,
+    ESCAPED_PATHS,
     FRONT_STANDS_IN,
     METRICS,
     OPEN_WEBSOCKETS,
@@ -76,6 +78,7 @@ def make_app(
     app[REWRITERS] = registry.load(config.rewriters) if rewriters is None else rewriters
     app[OPEN_WEBSOCKETS] = set()
     app[METRICS] = metrics = ProxyMetrics(config.slow_request_ms / 1000)
+    app[ESCAPED_PATHS] = EscapedPaths(config.prefix)
     app[PROMETHEUS] = registry_for(metrics, _gauges(app))
     app[API] = api_routes(config.api_prefix)
     if config.vnc_upstream is not None:

@@ -13,6 +13,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from rproxy.auth import Authenticator
 from rproxy.config import Config
+from rproxy.escaped_paths import EscapedPaths
 from rproxy.metrics import ProxyMetrics
 from rproxy.plugins.vnc import VncRoutes
 from rproxy.rewriters.base import Rewriter
@@ -36,3 +37,4 @@ API: web.AppKey[dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]
 )
 HUB_USER: web.RequestKey[dict[str, Any]] = web.RequestKey("hub_user", dict)  # hub's user model
 VNC = web.AppKey("vnc", VncRoutes)
+ESCAPED_PATHS = web.AppKey("escaped_paths", EscapedPaths)  # 404s outside the prefix, told once

@@ -44,6 +44,7 @@ from rproxy.forwarding import (
 from rproxy.keys import (
     API,
     CONFIG,
+    ESCAPED_PATHS,
     HUB_USER,
     METRICS,
     OPEN_WEBSOCKETS,
@@ -106,8 +107,9 @@ async def _answer(
         case Redirect(location):
             return plain_response(307, Location=location)
         case NotOurs():
-            logger.debug("404 for %s %r: outside the prefix %s", request.method,
-                         request.raw_path[:200], main.urls.prefix)  # fmt: skip
+            app[ESCAPED_PATHS].note(
+                request.method, request.raw_path, request.headers.get("Referer")
+            )
             return plain_response(404, "This path is not served by this proxy.")
         case BadTarget(reason):
             return plain_response(400, f"{reason}.")

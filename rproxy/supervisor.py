@@ -5,7 +5,8 @@ started: SIGTERM to the group, SIGKILL after a grace period, and SIGKILL for any
 leader has exited, so no orphan outlives rproxy. Should rproxy itself be killed outright, the
 child gets SIGTERM from the kernel (util-linux ``setpriv --pdeathsig``, where installed).
 Its stdout and stderr are read continuously (the child never blocks on a full pipe), logged line
-by line as info and warning, long lines cut, and the last lines kept for error pages.
+by line at the level the line itself shows (output_levels.py: INFO unless it is a warning or an
+error; apps log to stderr), long lines cut, and the last lines kept for error pages.
 
 Why not simpervisor, which the peers use: it restarts a crashing child at once with no backoff,
 signals only the leader rather than its process group, and installs process-wide SIGINT / SIGTERM
@@ -28,6 +29,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+
+from rproxy.output_levels import OutputLevels, clean
 
 logger = logging.getLogger(__name__)
 
@@ -153,8 +156,8 @@ class Supervisor:
                 self._give_up(f"cannot run {self.spec.argv[0]!r}: {exc.strerror}", _EXIT_CANNOT_RUN)
                 return
             pumps = [
-                asyncio.create_task(self._pump(process.stdout, logging.INFO)),
-                asyncio.create_task(self._pump(process.stderr, logging.WARNING)),
+                asyncio.create_task(self._pump(process.stdout)),
+                asyncio.create_task(self._pump(process.stderr)),
             ]
             readiness = asyncio.create_task(self._watch_readiness(process))
             try:
@@ -223,9 +226,10 @@ class Supervisor:
             await asyncio.sleep(pause)
             pause = min(pause * 1.5, _MAX_PROBE_PAUSE)
 
-    async def _pump(self, stream: asyncio.StreamReader | None, level: int) -> None:
+    async def _pump(self, stream: asyncio.StreamReader | None) -> None:
         if stream is None:
             return
+        levels = OutputLevels()
         pending = b""
         overlong = False
         while chunk := await stream.read(65536):
@@ -235,19 +239,20 @@ class Supervisor:
                 if overlong:
                     overlong = False
                     continue
-                self._emit(line, level)
+                self._emit(line, levels)
             if len(pending) > _MAX_LINE:
                 if not overlong:
-                    self._emit(pending, level)
+                    self._emit(pending, levels)
                 overlong, pending = True, b""
         if pending and not overlong:
-            self._emit(pending, level)
+            self._emit(pending, levels)
 
-    def _emit(self, raw: bytes, level: int) -> None:
-        text = raw.rstrip(b"\r").decode("utf-8", "replace")
+    def _emit(self, raw: bytes, levels: OutputLevels) -> None:
+        text = clean(raw.rstrip(b"\r").decode("utf-8", "replace"))
         if len(text) > _MAX_LINE:
             text = text[:_MAX_LINE] + " [line cut]"
         self._output.append(text)
+        level = levels.level(text)
         if self.spec.log_output:
             logger.log(level, "[%s] %s", self.name, text)
 

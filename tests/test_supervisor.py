@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from pathlib import Path
 
 import aiohttp
@@ -140,3 +141,26 @@ async def test_output_floods_never_block_the_command(caplog: pytest.LogCaptureFi
     assert len(cut[0]) < 5000
     floods = [r for r in caplog.records if r.getMessage().endswith("x" * 1023)]
     assert len(floods) == 4096
+
+
+async def test_the_apps_stderr_is_logged_at_the_level_each_line_says(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Apps log to stderr: Jupyter's "[I ...]" lines are INFO, its "[W ...]" ones WARNING."""
+    caplog.set_level(logging.INFO, "rproxy.supervisor")
+    script = (
+        "import sys\n"
+        "print('[I ServerApp] Serving notebooks', file=sys.stderr)\n"
+        "print('\\x1b[33m[W ServerApp] All authentication is disabled\\x1b[0m', file=sys.stderr)\n"
+        "print('ready', flush=True)\n"
+    )
+    async with running("--no-restart", "--", sys.executable, "-c", script) as (_, launcher):
+        await asyncio.wait_for(launcher.finished, timeout=20)  # its output all read by then
+    lines = {
+        r.getMessage(): r.levelno for r in caplog.records if r.getMessage().startswith("[app]")
+    }
+    assert lines == {
+        "[app] [I ServerApp] Serving notebooks": logging.INFO,
+        "[app] [W ServerApp] All authentication is disabled": logging.WARNING,
+        "[app] ready": logging.INFO,
+    }
