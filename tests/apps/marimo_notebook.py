@@ -20,7 +20,9 @@ def _(mo):
 
 @app.cell
 def _(add_one, mo):
-    mo.md(f"marimo says {6 * 7}, clicked {add_one.value} times")
+    mo.md(f"""
+    marimo says {6 * 7}, clicked {add_one.value} times
+    """)
     return
 
 
