@@ -299,6 +299,7 @@ async def _children(app: web.Application) -> AsyncIterator[None]:
                 child,
                 service.endpoint,
                 base_url=service.urls.public_prefix,
+                ready_under="" if service.strip_path else service.urls.public_prefix,
                 grace_period=config.grace_period,
                 lazy=spec is not None and spec.start_on_request,
             )

@@ -76,8 +76,10 @@ class Launcher:
         base_url: str,
         grace_period: float,
         lazy: bool = False,
+        ready_under: str = "",
     ) -> None:
         self.child = child
+        self._ready_under = ready_under  # the app keeps its prefix: poll under it
         self.grace_period = grace_period
         self._repofolder = Path(child.repofolder).absolute()
         self.endpoint = endpoint
@@ -146,7 +148,7 @@ class Launcher:
             stop_grace=self.grace_period,
             log_output=self.child.logs,
         )
-        path, _, query = self.child.ready_check_path.partition("?")
+        path, _, query = (self._ready_under + self.child.ready_check_path).partition("?")
         ready_url = mapper.upstream_url(Forward(path, query))
 
         async def probe() -> bool:

@@ -8,6 +8,7 @@ tests/apps/child_app.py as child processes rproxy starts and supervises.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import WSMsgType, web
-from support import CHILD, StartUpstream, listen, ready
+from support import CHILD, StartUpstream, listen, ready, running
 from yarl import URL
 
 from rproxy.app import make_runner
@@ -523,3 +524,17 @@ async def test_no_strip_prefix_warns_of_a_command_without_base_url(
         await runner.cleanup()
     assert "its command has no {base_url}" in caplog.text
     assert "--no-strip-prefix" in caplog.text
+
+
+async def test_no_strip_prefix_polls_readiness_under_the_prefix(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An app that serves only under its prefix is asked there, not at "/" (a 404 in its log)."""
+    caplog.set_level(logging.INFO, "rproxy.supervisor")
+    argv = ["--prefix", PREFIX, "--no-strip-prefix", "--", sys.executable, "-m", "http.server",
+            "--bind", "127.0.0.1", "{port}"]  # fmt: skip
+    async with running(*argv) as (_, launcher):
+        await ready(launcher)
+    asked = [r.getMessage() for r in caplog.records if '"GET ' in r.getMessage()]
+    assert asked  # http.server logs each request; its output is all read once it stopped
+    assert all('"GET /user/me/ HTTP/1.1"' in line for line in asked), asked
