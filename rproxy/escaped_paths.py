@@ -3,8 +3,10 @@
 That request gets rproxy's 404, and the page is broken: the app built a root-relative URL where
 rproxy's rewriting cannot see it (in JavaScript, say), or it does not know its prefix. The
 ``Referer`` tells such a request from a scanner's: only a request whose page was under the
-prefix is worth a WARNING, with the likely cause and where the fix is (docs/apps.md). Each path
-is told once, up to ``limit`` paths; the rest go to DEBUG. This module only logs.
+prefix is worth a WARNING, with the likely cause and where the fix is (docs/apps.md), except the
+icons a browser asks for at the site's root by itself (``/favicon.ico``: no app can move that
+request). Each path is told once, up to ``limit`` paths; the rest go to DEBUG. This module only
+logs.
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ from yarl import URL
 __all__ = ["EscapedPaths"]
 
 logger = logging.getLogger(__name__)
+# asked for by browsers at the root whatever the page says, when it names no icon of its own
+_BROWSERS_OWN = frozenset(
+    ("/favicon.ico", "/apple-touch-icon.png", "/apple-touch-icon-precomposed.png")
+)
 
 
 class EscapedPaths:
@@ -28,11 +34,14 @@ class EscapedPaths:
 
     def note(self, method: str, path: str, referer: str | None) -> None:
         """A request for ``path`` (outside the prefix) that rproxy answers with 404."""
-        page = _path_of(referer)
-        if page is None or not page.startswith(self._prefix) or path in self._told:
-            logger.debug("404 for %s %r: outside the prefix %s", method, path[:200], self._prefix)
-            return
-        if len(self._told) >= self._limit:
+        page = _path_of(referer) or ""
+        telling = (
+            page.startswith(self._prefix)
+            and path not in self._told
+            and path.partition("?")[0] not in _BROWSERS_OWN
+            and len(self._told) < self._limit
+        )
+        if not telling:
             logger.debug("404 for %s %r: outside the prefix %s", method, path[:200], self._prefix)
             return
         self._told.add(path)

@@ -26,6 +26,7 @@ async def test_a_page_asking_outside_the_prefix_is_told_once_per_path(
         ("/wp-login.php", {}),  # a scanner: no page asked for it
         ("/static/x.js", {"Referer": str(proxy / "elsewhere")}),  # not a page of ours
         ("/static/y.js", {"Referer": "::not a url::"}),
+        ("/favicon.ico", {"Referer": page}),  # the browser's own, whatever the page says
     ]
     for path, headers in asks:
         async with http.get(proxy.with_path(path), headers=headers) as response:
@@ -35,4 +36,4 @@ async def test_a_page_asking_outside_the_prefix_is_told_once_per_path(
     assert told[0].startswith("404 for GET /static/app.js, asked for by the page /user/me/lab")
     assert "docs/apps.md" in told[0]
     assert told[1].startswith("404 for GET /static/other.js")
-    assert len([r for r in caplog.records if r.levelno == logging.DEBUG]) == 4
+    assert len([r for r in caplog.records if r.levelno == logging.DEBUG]) == 5

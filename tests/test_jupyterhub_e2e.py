@@ -68,7 +68,7 @@ c.Spawner.cmd = [{rproxy!r}, "--last-activity-interval", "1", "--forward-user-in
 c.Spawner.args = ["--", *{demo!r}]
 c.Spawner.start_timeout = 60
 c.Spawner.http_timeout = 60
-c.Spawner.environment = {{"PYTHONPATH": {root!r}}}
+c.Spawner.environment = {{"PYTHONPATH": {root!r}, "JUPYTER_CONFIG_DIR": "{state}/jupyter"}}
 c.JupyterHub.services = [
     {{"name": "tester", "api_token": {admin_token!r}}},
     {{"name": "idle-culler",
@@ -146,6 +146,11 @@ def hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         cull_timeout=CULL_TIMEOUT, cull_every=CULL_EVERY,
     )  # fmt: skip
     (state / "jupyterhub_config.py").write_text(config)
+    # JupyterLab asks to rebuild itself, in a dialog over the page, when an installed package
+    # brings an old-style extension (dash does); the tests' users have no use for that
+    labconfig = state / "jupyter" / "labconfig"
+    labconfig.mkdir(parents=True)
+    (labconfig / "page_config.json").write_text('{"buildCheck": false, "buildAvailable": false}')
     log = state / "hub.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
