@@ -1,4 +1,5 @@
-"""Shared fixtures: real upstream servers and real rproxy instances on 127.0.0.1, random ports.
+"""Shared fixtures: real upstream servers and real rproxy instances on 127.0.0.1, random ports,
+and headless Chromium (``browser``).
 
 ``start_proxy`` runs rproxy exactly as the command line does (``make_runner``), so connection
 handling and shutdown behave as in production.
@@ -13,7 +14,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from support import StartProxy, StartUpstream, listen
+from playwright.async_api import Browser, async_playwright
+from support import CHROMIUM, FLAGS, StartProxy, StartUpstream, listen
 from yarl import URL
 
 from rproxy.app import make_runner
@@ -69,3 +71,14 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         timeout=aiohttp.ClientTimeout(total=60),
     ) as session:
         yield session
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's headless Chromium, through Playwright."""
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, async_playwright
-from support import CHROMIUM, FLAGS, StartProxy, StartUpstream, ready, running
+from playwright.async_api import Browser
+from support import StartProxy, StartUpstream, ready, running
 
 from examples.demo.app import make_demo_app
 
@@ -56,16 +56,6 @@ def _unprefixed(outline: Outline, replace: Callable[[str], str]) -> Outline:
         (depth, tag, replace(rest) if isinstance(rest, str) else [(n, replace(v)) for n, v in rest])
         for depth, tag, rest in outline
     ]
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 async def test_the_demo_page_works_under_a_prefix(

@@ -1,0 +1,198 @@
+"""Panel, a plain Bokeh server app and marimo (edit and run) behind rproxy under /user/me/, in
+headless Chromium, each started by rproxy as a real process.
+
+Each app runs with the prefix stripped: it needs no option at all (keeping the prefix, with
+``--no-strip-prefix`` and Panel's and Bokeh's ``--prefix {base_url}`` or marimo's
+``--base-url {base_url}``, works too, but gains nothing: docs/apps.md). The test proves that the UI
+renders under /user/me/, that no request the page makes to rproxy's origin fails or leaves the
+prefix, that its WebSocket connects under the prefix and carries messages, and that one
+interaction makes a round trip through the app's Python process: Panel's and Bokeh's button
+callbacks run on the server and change another element; marimo runs its cells, and a
+``mo.ui.button`` click re-runs the cell that shows its value.
+
+The page's icon is the one request the browser makes on its own, which Playwright does not report:
+the test asks for the same URL and checks the outcome. One is known to fail, and is pinned here:
+Bokeh's page names no icon, so the browser asks for /favicon.ico, outside the prefix (rproxy's
+404; on JupyterHub the hub answers it).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lxml.html
+import pytest
+from playwright.async_api import Browser, Page, Request, Response, WebSocket
+from support import ready, running
+from yarl import URL
+
+BIN = Path(sys.executable).parent
+APPS = Path(__file__).parent / "apps"
+PREFIX = "/user/me/"
+TIMEOUT = 20_000  # milliseconds, for any one thing the page should show
+
+RPROXY = ["--prefix", PREFIX, "--ready-timeout", "60"]
+
+
+@dataclass
+class Seen:
+    """What a page asked rproxy's origin for, what failed, and its WebSockets."""
+
+    origin: URL
+    urls: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    sockets: list[WebSocket] = field(default_factory=list)
+    frames: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def watch(cls, page: Page, origin: URL) -> Seen:
+        seen = cls(origin)
+        page.on("response", seen._response)
+        page.on("requestfailed", seen._request_failed)
+        page.on("websocket", seen._websocket)
+        return seen
+
+    def _ours(self, url: str) -> bool:
+        return url.startswith(f"{self.origin}/")  # not blob: or data:, nor another origin
+
+    def _response(self, response: Response) -> None:
+        if self._ours(response.url):
+            self.urls.append(response.url)
+            if response.status >= 400:
+                self.failed.append((str(response.status), response.url))
+
+    def _request_failed(self, request: Request) -> None:
+        failure = request.failure or ""
+        if self._ours(request.url) and "net::ERR_ABORTED" not in failure:
+            self.failed.append((failure, request.url))
+
+    def _websocket(self, socket: WebSocket) -> None:
+        self.sockets.append(socket)
+        self.frames[socket.url] = 0
+
+        def received(payload: str | bytes) -> None:
+            self.frames[socket.url] += 1
+
+        socket.on("framereceived", received)
+
+    def check(self) -> None:
+        """No request of ours failed or left the prefix; one WebSocket, open, under the prefix,
+        has carried messages."""
+        assert self.urls
+        assert self.failed == []
+        assert all(URL(url).path.startswith(PREFIX) for url in self.urls), self.urls
+        [socket] = self.sockets
+        assert URL(socket.url).path.startswith(PREFIX), socket.url
+        assert not socket.is_closed()
+        assert self.frames[socket.url] > 0
+
+
+async def _open(page: Page, url: URL) -> tuple[str, int]:
+    """Open ``url``; return the path of the icon the browser asks for as it loads the page (the
+    HTML's <link rel=icon>, else /favicon.ico; scripts may change it later), and its status."""
+    response = await page.goto(str(url))
+    assert response is not None
+    assert response.ok, response.status
+    hrefs = lxml.html.fromstring(await response.body()).xpath(
+        "//link[contains(concat(' ', normalize-space(@rel), ' '), ' icon ')]/@href"
+    )
+    icon = URL(response.url).join(URL(hrefs[0] if hrefs else "/favicon.ico"))
+    return icon.path, (await page.request.get(str(icon))).status
+
+
+async def test_panel_serve(browser: Browser) -> None:
+    command = [str(BIN / "panel"), "serve", str(APPS / "panel_app.py"),
+               "--address", "127.0.0.1", "--port", "{port}"]  # fmt: skip
+    async with running(*RPROXY, "--", *command) as (url, launcher):
+        await ready(launcher)
+        page = await browser.new_page()
+        seen = Seen.watch(page, url.origin())
+        try:
+            icon = await _open(page, url.with_path(PREFIX))
+            await page.wait_for_selector("text=Server says: 3", timeout=TIMEOUT)
+            await page.click(".add-one button")  # the server adds one to the slider ...
+            await page.wait_for_selector("text=Server says: 4", timeout=TIMEOUT)  # ... and says so
+            seen.check()
+            assert URL(page.url).path == f"{PREFIX}panel_app"
+        finally:
+            await page.close()
+    assert icon == (f"{PREFIX}favicon.ico", 200)
+
+
+async def test_bokeh_serve(browser: Browser) -> None:
+    command = [str(BIN / "bokeh"), "serve", str(APPS / "bokeh_app.py"),
+               "--address", "127.0.0.1", "--port", "{port}"]  # fmt: skip
+    async with running(*RPROXY, "--", *command) as (url, launcher):
+        await ready(launcher)
+        page = await browser.new_page()
+        seen = Seen.watch(page, url.origin())
+        try:
+            icon = await _open(page, url.with_path(PREFIX))
+            await page.wait_for_selector("text=Clicked 0 times", timeout=TIMEOUT)
+            await page.click(".click-me button")
+            await page.wait_for_selector("text=Clicked 1 times", timeout=TIMEOUT)
+            seen.check()
+            assert URL(page.url).path == f"{PREFIX}bokeh_app"
+        finally:
+            await page.close()
+    # Bokeh's page names no icon: the browser's own request leaves the prefix (rproxy's 404).
+    assert icon == ("/favicon.ico", 404)
+
+
+@pytest.fixture
+def notebook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the notebook (marimo edit saves it as it formats it), and marimo's config,
+    cache and state kept out of the home directory."""
+    for name in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
+        monkeypatch.setenv(name, str(tmp_path / name.lower()))
+    return Path(shutil.copy(APPS / "marimo_notebook.py", tmp_path / "notebook.py"))
+
+
+def _marimo(mode: str, notebook: Path) -> list[str]:
+    command = [str(BIN / "marimo"), mode, str(notebook), "--host", "127.0.0.1",
+               "--port", "{port}", "--headless", "--no-token"]  # fmt: skip
+    if mode == "edit":
+        command.append("--skip-update-check")
+    return command
+
+
+async def test_marimo_edit(browser: Browser, notebook: Path) -> None:
+    command = _marimo("edit", notebook)
+    async with running(*RPROXY, "--", *command) as (url, launcher):
+        await ready(launcher)
+        page = await browser.new_page()
+        seen = Seen.watch(page, url.origin())
+        try:
+            icon = await _open(page, url.with_path(PREFIX))
+            await page.wait_for_selector("[data-testid=cell-editor] >> text=marimo says",
+                                         timeout=TIMEOUT)  # fmt: skip
+            # marimo 0.25 does not run a notebook it opens for editing: run all its cells.
+            await page.click("[data-testid=chrome-controls-bottom-right] [data-testid=run-button]")
+            await page.wait_for_selector("text=marimo says 42, clicked 0 times", timeout=TIMEOUT)
+            await page.click("button:has-text('Add one')")
+            await page.wait_for_selector("text=marimo says 42, clicked 1 times", timeout=TIMEOUT)
+            seen.check()
+        finally:
+            await page.close()
+    assert icon == (f"{PREFIX}favicon.ico", 200)
+    assert any(URL(u).path == f"{PREFIX}api/kernel/run" for u in seen.urls), seen.urls
+
+
+async def test_marimo_run(browser: Browser, notebook: Path) -> None:
+    command = _marimo("run", notebook)
+    async with running(*RPROXY, "--", *command) as (url, launcher):
+        await ready(launcher)
+        page = await browser.new_page()
+        seen = Seen.watch(page, url.origin())
+        try:
+            icon = await _open(page, url.with_path(PREFIX))
+            await page.wait_for_selector("text=marimo says 42, clicked 0 times", timeout=TIMEOUT)
+            await page.click("button:has-text('Add one')")
+            await page.wait_for_selector("text=marimo says 42, clicked 1 times", timeout=TIMEOUT)
+            seen.check()
+        finally:
+            await page.close()
+    assert icon == (f"{PREFIX}favicon.ico", 200)
