@@ -1,7 +1,7 @@
 """A small Gradio app for the browser tests: a textbox, a button, a greeting.
 
-``python gradio_app.py --port N [--root-path /user/me]``: listens on 127.0.0.1:N; ``--root-path``
-(default: ``$GRADIO_ROOT_PATH``, else none) is Gradio's own prefix option, ``launch(root_path=...)``.
+``python gradio_app.py --port N [--root-path /user/me]``: listens on 127.0.0.1:N; ``--root-path`` is
+Gradio's own prefix option, ``launch(root_path=...)``; without it Gradio reads ``GRADIO_ROOT_PATH``.
 Nothing reaches the internet: no analytics, no share link.
 """
 
@@ -12,7 +12,7 @@ import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-import gradio as gr  # noqa: E402  (after the environment it reads at import)
+import gradio as gr  # after the environment, which it reads at import
 
 
 def greet(name: str) -> str:
@@ -22,7 +22,7 @@ def greet(name: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--root-path", default=os.environ.get("GRADIO_ROOT_PATH", ""))
+    parser.add_argument("--root-path")  # None: Gradio reads $GRADIO_ROOT_PATH
     args = parser.parse_args()
     demo = gr.Interface(
         fn=greet,

@@ -14,7 +14,7 @@ def _():
 @app.cell
 def _(mo):
     add_one = mo.ui.button(value=0, on_click=lambda count: count + 1, label="Add one")
-    add_one
+    add_one  # noqa: B018 (marimo shows a cell's last expression)
     return (add_one,)
 
 

@@ -1,0 +1,157 @@
+"""Gradio and Dash in headless Chromium through rproxy under /user/me/, each as a user runs it.
+
+Neither app learns its public prefix from rproxy's X-Forwarded-Prefix, and both build their API
+URLs in JavaScript, where rproxy's rewriting cannot reach: each needs its own prefix option, filled
+from ``{base_url}``. With it, rproxy stripping the prefix (the default) or keeping it
+(``--no-strip-prefix``, with the option that also moves the app's routes) both work. For each, a
+real app process started by rproxy and a real browser prove that the UI renders under the prefix,
+that no same-origin request fails or leaves the prefix and none goes to another origin, that the
+app's live channel connects (Gradio's event stream, Dash's callback requests), and that one
+interaction gives the function's output on the page: Gradio's textbox and Submit button, Dash's
+input updating a div.
+
+Without the option, in the same browser: Gradio's page loads unstyled, its /theme.css,
+/static/js/... and POST /gradio_api/queue/join go to the root and get 404, and Submit shows
+"Error"; Dash shows "Error loading layout" after /_dash-layout and /_dash-dependencies get 404.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Page, Request, Response, expect
+from support import ready, running
+from yarl import URL
+
+APPS = Path(__file__).parent / "apps"
+PREFIX = "/user/me/"
+
+
+@dataclass
+class Traffic:
+    """What a page asked of rproxy's origin: every response, and every request that failed."""
+
+    origin: URL
+    responses: list[tuple[int, str, str]] = field(default_factory=list)  # status, method, URL
+    failed: list[tuple[str, str]] = field(default_factory=list)  # failure, URL
+    elsewhere: list[str] = field(default_factory=list)  # requests to any other origin
+
+    def watch(self, page: Page) -> None:
+        page.on("request", self._request)
+        page.on("response", self._response)
+        page.on("requestfailed", self._failed)
+
+    def _same_origin(self, url: str) -> bool:
+        return URL(url).origin() == self.origin
+
+    def _request(self, request: Request) -> None:
+        if not self._same_origin(request.url) and not request.url.startswith("data:"):
+            self.elsewhere.append(request.url)
+
+    def _response(self, response: Response) -> None:
+        if self._same_origin(response.url):
+            self.responses.append((response.status, response.request.method, response.url))
+
+    def _failed(self, request: Request) -> None:
+        # ERR_ABORTED: a request the page gave up (an event stream when the page closes).
+        if self._same_origin(request.url) and request.failure != "net::ERR_ABORTED":
+            self.failed.append((request.failure or "", request.url))
+
+    def problems(self) -> str:
+        """The failed requests and error responses, for the message of a failed wait."""
+        bad = [r for r in self.responses if r[0] >= 400] + self.failed
+        return f"failed same-origin requests: {bad}"
+
+    def check(self) -> list[str]:
+        """Every same-origin URL the page asked for, once checked that all went well."""
+        urls = [url for _, _, url in self.responses]
+        assert not self.failed, self.failed
+        assert self.elsewhere == []  # the page needs nothing from the internet
+        assert [r for r in self.responses if r[0] >= 400] == []
+        # Chromium asks for /favicon.ico on its own when a page names no icon: not the app's.
+        escaped = [u for u in urls if not URL(u).path.startswith(PREFIX)]
+        assert [u for u in escaped if URL(u).path != "/favicon.ico"] == []
+        return urls
+
+
+def _app(script: str, *args: str) -> list[str]:
+    return [sys.executable, str(APPS / script), "--port", "{port}", *args]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param([], id="prefix-stripped"),
+        pytest.param(["--no-strip-prefix"], id="prefix-kept"),
+    ],
+)
+async def test_gradio_works_under_a_prefix_with_root_path(
+    browser: Browser, options: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+    argv = ["--prefix", PREFIX, "--ready-timeout", "60", *options, "--",
+            *_app("gradio_app.py", "--root-path", "{base_url}")]  # fmt: skip
+    async with running(*argv) as (url, launcher):
+        await ready(launcher)
+        traffic = Traffic(url.origin())
+        page = await browser.new_page()
+        traffic.watch(page)
+        try:
+            await page.goto(str(url.with_path(PREFIX)))
+            await expect(page.get_by_text("rproxy gradio test")).to_be_visible(timeout=20_000)
+            await page.locator("#name textarea").fill("Ann")
+            await page.get_by_role("button", name="Submit").click()
+            await expect(page.locator("#greeting textarea")).to_have_value(
+                "Hello, Ann! (from gradio)", timeout=20_000
+            )
+        except AssertionError as error:
+            error.add_note(traffic.problems())
+            raise
+        finally:
+            await page.close()
+    urls = traffic.check()
+    base = str(url.with_path(PREFIX.rstrip("/")))
+    assert any(u.startswith(f"{base}/theme.css") for u in urls), urls  # the styles
+    assert f"{base}/gradio_api/queue/join?" in urls  # the call, then its results as events
+    assert any(u.startswith(f"{base}/gradio_api/queue/data?session_hash=") for u in urls), urls
+
+
+@pytest.mark.parametrize(
+    ("options", "prefix_option"),
+    [
+        pytest.param([], "--requests-prefix", id="prefix-stripped"),
+        pytest.param(["--no-strip-prefix"], "--url-base", id="prefix-kept"),
+    ],
+)
+async def test_dash_works_under_a_prefix_with_its_pathname_prefix(
+    browser: Browser, options: list[str], prefix_option: str
+) -> None:
+    # Stripped: the browser asks under the prefix (requests_pathname_prefix), the app's routes
+    # stay at /. Kept: both move there (url_base_pathname). The other pairings do not work.
+    argv = ["--prefix", PREFIX, "--ready-timeout", "60", *options, "--",
+            *_app("dash_app.py", prefix_option, "{base_url}/")]  # fmt: skip
+    async with running(*argv) as (url, launcher):
+        await ready(launcher)
+        traffic = Traffic(url.origin())
+        page = await browser.new_page()
+        traffic.watch(page)
+        try:
+            await page.goto(str(url.with_path(PREFIX)))
+            greeting = page.locator("#greeting")
+            # The first callback runs when the layout arrives, the second when the input changes.
+            await expect(greeting).to_have_text("Hello, nobody! (from dash)", timeout=20_000)
+            await page.locator("#name").fill("Ann")
+            await expect(greeting).to_have_text("Hello, Ann! (from dash)", timeout=20_000)
+        except AssertionError as error:
+            error.add_note(traffic.problems())
+            raise
+        finally:
+            await page.close()
+    urls = traffic.check()
+    base = str(url.with_path(PREFIX.rstrip("/")))
+    assert f"{base}/_dash-layout" in urls
+    assert f"{base}/_dash-dependencies" in urls
+    assert any(u.startswith(f"{base}/_dash-update-component") for u in urls), urls
