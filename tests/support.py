@@ -1,4 +1,5 @@
-"""Helpers shared by tests: raw HTTP exchanges, and rproxy wrapping a real child process."""
+"""Helpers shared by tests: raw HTTP exchanges, rproxy wrapping a real child process, Chromium,
+and waiting for a server started as a process."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ import asyncio
 import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 from yarl import URL
 
@@ -183,3 +187,26 @@ def make_certificates(folder: Path) -> None:
         _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
                  "-CAcreateserial", "-out", f"{name}.crt", "-days", "1", "-extfile", "ip.ext",
                  cwd=folder)  # fmt: skip
+
+
+def wait_for_server(
+    url: URL, process: subprocess.Popen[bytes], log: Path, seconds: float = 60
+) -> bytes:
+    """The body of ``url``'s first 200, polled until the server ``process`` (its output in
+    ``log``) answers; the test fails if the process exits or ``seconds`` pass first."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"{process.args!r} exited with {process.returncode}:\n{_tail(log)}")
+        try:
+            with urllib.request.urlopen(str(url), timeout=2) as response:
+                if response.status == 200:
+                    return bytes(response.read())
+        except OSError:
+            pass
+        time.sleep(0.2)  # a server that gives no other sign: polled, bounded by the deadline
+    pytest.fail(f"{url} did not answer within {seconds:g} s:\n{_tail(log)}")
+
+
+def _tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-3000:]

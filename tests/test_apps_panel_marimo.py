@@ -103,43 +103,36 @@ async def _open(page: Page, url: URL) -> tuple[str, int]:
     return icon.path, (await page.request.get(str(icon))).status
 
 
-async def test_panel_serve(browser: Browser) -> None:
-    command = [str(BIN / "panel"), "serve", str(APPS / "panel_app.py"),
+@pytest.mark.parametrize(
+    ("server", "before", "button", "after", "icon"),
+    [
+        # the server adds one to the slider, and says so
+        pytest.param("panel", "Server says: 3", ".add-one button", "Server says: 4",
+                     (f"{PREFIX}favicon.ico", 200), id="panel"),
+        # Bokeh's page names no icon: the browser's own request leaves the prefix (rproxy's 404)
+        pytest.param("bokeh", "Clicked 0 times", ".click-me button", "Clicked 1 times",
+                     ("/favicon.ico", 404), id="bokeh"),
+    ],
+)  # fmt: skip
+async def test_panel_and_bokeh_serve(
+    browser: Browser, server: str, before: str, button: str, after: str, icon: tuple[str, int]
+) -> None:
+    command = [str(BIN / server), "serve", str(APPS / f"{server}_app.py"),
                "--address", "127.0.0.1", "--port", "{port}"]  # fmt: skip
     async with running(*RPROXY, "--", *command) as (url, launcher):
         await ready(launcher)
         page = await browser.new_page()
         seen = Seen.watch(page, url.origin())
         try:
-            icon = await _open(page, url.with_path(PREFIX))
-            await page.wait_for_selector("text=Server says: 3", timeout=TIMEOUT)
-            await page.click(".add-one button")  # the server adds one to the slider ...
-            await page.wait_for_selector("text=Server says: 4", timeout=TIMEOUT)  # ... and says so
+            asked = await _open(page, url.with_path(PREFIX))
+            await page.wait_for_selector(f"text={before}", timeout=TIMEOUT)
+            await page.click(button)  # a Python callback on the server changes the page
+            await page.wait_for_selector(f"text={after}", timeout=TIMEOUT)
             seen.check()
-            assert URL(page.url).path == f"{PREFIX}panel_app"
+            assert URL(page.url).path == f"{PREFIX}{server}_app"
         finally:
             await page.close()
-    assert icon == (f"{PREFIX}favicon.ico", 200)
-
-
-async def test_bokeh_serve(browser: Browser) -> None:
-    command = [str(BIN / "bokeh"), "serve", str(APPS / "bokeh_app.py"),
-               "--address", "127.0.0.1", "--port", "{port}"]  # fmt: skip
-    async with running(*RPROXY, "--", *command) as (url, launcher):
-        await ready(launcher)
-        page = await browser.new_page()
-        seen = Seen.watch(page, url.origin())
-        try:
-            icon = await _open(page, url.with_path(PREFIX))
-            await page.wait_for_selector("text=Clicked 0 times", timeout=TIMEOUT)
-            await page.click(".click-me button")
-            await page.wait_for_selector("text=Clicked 1 times", timeout=TIMEOUT)
-            seen.check()
-            assert URL(page.url).path == f"{PREFIX}bokeh_app"
-        finally:
-            await page.close()
-    # Bokeh's page names no icon: the browser's own request leaves the prefix (rproxy's 404).
-    assert icon == ("/favicon.ico", 404)
+    assert asked == icon
 
 
 @pytest.fixture

@@ -24,8 +24,6 @@ import re
 import secrets
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,7 +32,16 @@ import aiohttp
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 from playwright.async_api import TimeoutError as PlaywrightTimeout
-from support import CHILD, CHROMIUM, FLAGS, alive, free_port, raw_exchange, status_of
+from support import (
+    CHILD,
+    CHROMIUM,
+    FLAGS,
+    alive,
+    free_port,
+    raw_exchange,
+    status_of,
+    wait_for_server,
+)
 from yarl import URL
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -162,7 +169,8 @@ def hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         )
     url = URL(f"http://127.0.0.1:{port}")
     try:
-        version = _wait_for_hub(url, process, log)
+        # the hub answers its API through the proxy: both are up and the route is set
+        version = str(json.loads(wait_for_server(url / "hub/api/", process, log))["version"])
         assert int(version.split(".")[0]) >= major if major > 5 else version.startswith("5.")
         routes = (URL(f"http://127.0.0.1:{api_port}/api/routes"), proxy_token)
         yield Hub(url, process, log, version, routes)
@@ -173,23 +181,6 @@ def hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-
-def _wait_for_hub(url: URL, process: subprocess.Popen[bytes], log: Path) -> str:
-    """Until the hub answers its API through the proxy (both are up and the route is set); the
-    hub's version."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"jupyterhub exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(str(url / "hub/api/"), timeout=2) as response:
-                if response.status == 200:
-                    return str(json.load(response)["version"])
-        except OSError:
-            pass
-        time.sleep(0.2)  # polling the hub until it answers, bounded by the deadline
-    pytest.fail(f"jupyterhub did not answer within 60 s:\n{log.read_text()[-3000:]}")
 
 
 @pytest.fixture

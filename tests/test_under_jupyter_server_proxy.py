@@ -12,14 +12,12 @@ import os
 import secrets
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser
-from support import free_port
+from support import free_port, wait_for_server
 from yarl import URL
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,7 +65,7 @@ def jupyter(tmp_path: Path) -> Iterator[URL]:
         )  # fmt: skip
     url = URL(f"http://127.0.0.1:{port}{BASE}")
     try:
-        _wait_for(url / "api", process, log)
+        wait_for_server(url / "api", process, log)
         yield url
     finally:
         process.terminate()  # Jupyter Server stops jupyter-server-proxy's processes with it
@@ -76,20 +74,6 @@ def jupyter(tmp_path: Path) -> Iterator[URL]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-
-def _wait_for(url: URL, process: subprocess.Popen[bytes], log: Path) -> None:
-    """Until Jupyter Server answers ``url``, within 60 s."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"jupyter server exited:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(str(url), timeout=2):
-                return
-        except OSError:
-            time.sleep(0.2)  # polling a server that gives no other sign, bounded by the deadline
-    pytest.fail(f"jupyter server did not answer within 60 s:\n{log.read_text()[-3000:]}")
 
 
 async def test_rproxy_and_its_app_under_jupyter_server_proxy(
