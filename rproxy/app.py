@@ -285,8 +285,8 @@ async def _children(app: web.Application) -> AsyncIterator[None]:
             child = spec.child if spec is not None else config.child
             if child is None or service.endpoint is None:
                 continue
-            keeps = not service.strip_path and service.urls.prefix != "/"
-            if keeps and not command.uses(child.argv, "base_url"):
+            keeps = not service.strip_path
+            if keeps and service.urls.prefix != "/" and not command.uses(child.argv, "base_url"):
                 logger.warning(
                     "%s sees every path with %s in front (%s), but its command has no "
                     "{base_url}: unless it is told to serve there some other way, it will answer "
@@ -299,7 +299,7 @@ async def _children(app: web.Application) -> AsyncIterator[None]:
                 child,
                 service.endpoint,
                 base_url=service.urls.public_prefix,
-                ready_under="" if service.strip_path else service.urls.public_prefix,
+                keeps_prefix=keeps,
                 grace_period=config.grace_period,
                 lazy=spec is not None and spec.start_on_request,
             )

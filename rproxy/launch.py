@@ -76,10 +76,10 @@ class Launcher:
         base_url: str,
         grace_period: float,
         lazy: bool = False,
-        ready_under: str = "",
+        keeps_prefix: bool = False,
     ) -> None:
         self.child = child
-        self._ready_under = ready_under  # the app keeps its prefix: poll under it
+        self._ready_under = base_url if keeps_prefix else ""  # the app serves under its prefix
         self.grace_period = grace_period
         self._repofolder = Path(child.repofolder).absolute()
         self.endpoint = endpoint

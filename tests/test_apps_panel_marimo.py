@@ -144,26 +144,25 @@ def notebook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return Path(shutil.copy(APPS / "marimo_notebook.py", tmp_path / "notebook.py"))
 
 
-def _marimo(mode: str, notebook: Path) -> list[str]:
+@pytest.mark.parametrize("mode", ["edit", "run"])
+async def test_marimo(browser: Browser, notebook: Path, mode: str) -> None:
     command = [str(BIN / "marimo"), mode, str(notebook), "--host", "127.0.0.1",
                "--port", "{port}", "--headless", "--no-token"]  # fmt: skip
     if mode == "edit":
         command.append("--skip-update-check")
-    return command
-
-
-async def test_marimo_edit(browser: Browser, notebook: Path) -> None:
-    command = _marimo("edit", notebook)
     async with running(*RPROXY, "--", *command) as (url, launcher):
         await ready(launcher)
         page = await browser.new_page()
         seen = Seen.watch(page, url.origin())
         try:
             icon = await _open(page, url.with_path(PREFIX))
-            await page.wait_for_selector("[data-testid=cell-editor] >> text=marimo says",
-                                         timeout=TIMEOUT)  # fmt: skip
-            # marimo 0.25 does not run a notebook it opens for editing: run all its cells.
-            await page.click("[data-testid=chrome-controls-bottom-right] [data-testid=run-button]")
+            if mode == "edit":
+                await page.wait_for_selector("[data-testid=cell-editor] >> text=marimo says",
+                                             timeout=TIMEOUT)  # fmt: skip
+                # marimo 0.25 does not run a notebook it opens for editing: run all its cells.
+                await page.click(
+                    "[data-testid=chrome-controls-bottom-right] [data-testid=run-button]"
+                )
             await page.wait_for_selector("text=marimo says 42, clicked 0 times", timeout=TIMEOUT)
             await page.click("button:has-text('Add one')")
             await page.wait_for_selector("text=marimo says 42, clicked 1 times", timeout=TIMEOUT)
@@ -171,21 +170,5 @@ async def test_marimo_edit(browser: Browser, notebook: Path) -> None:
         finally:
             await page.close()
     assert icon == (f"{PREFIX}favicon.ico", 200)
-    assert any(URL(u).path == f"{PREFIX}api/kernel/run" for u in seen.urls), seen.urls
-
-
-async def test_marimo_run(browser: Browser, notebook: Path) -> None:
-    command = _marimo("run", notebook)
-    async with running(*RPROXY, "--", *command) as (url, launcher):
-        await ready(launcher)
-        page = await browser.new_page()
-        seen = Seen.watch(page, url.origin())
-        try:
-            icon = await _open(page, url.with_path(PREFIX))
-            await page.wait_for_selector("text=marimo says 42, clicked 0 times", timeout=TIMEOUT)
-            await page.click("button:has-text('Add one')")
-            await page.wait_for_selector("text=marimo says 42, clicked 1 times", timeout=TIMEOUT)
-            seen.check()
-        finally:
-            await page.close()
-    assert icon == (f"{PREFIX}favicon.ico", 200)
+    if mode == "edit":
+        assert any(URL(u).path == f"{PREFIX}api/kernel/run" for u in seen.urls), seen.urls
