@@ -19,6 +19,7 @@ from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
 from rproxy import __version__
+from rproxy.config import api_paths
 from rproxy.keys import (
     API,
     AUTHENTICATOR,
@@ -40,14 +41,8 @@ def api_routes(api_prefix: str | None) -> dict[str, Handler]:
     """The API's paths (as seen after the prefix is stripped) and their handlers."""
     if api_prefix is None:
         return {}
-    base = "/" + api_prefix
-    return {
-        base: overview,
-        base + "/status": status,
-        base + "/user": user,
-        base + "/services": services,
-        base + "/metrics": metrics,
-    }
+    handlers = (overview, status, user, services, metrics)
+    return dict(zip(api_paths(api_prefix), handlers, strict=True))
 
 
 def _json(data: dict[str, Any], status: int = 200) -> web.Response:

@@ -286,20 +286,24 @@ async def _children(app: web.Application) -> AsyncIterator[None]:
             if child is None or service.endpoint is None:
                 continue
             keeps = not service.strip_path
+            who = "the app" if spec is None else f"service {service.name!r}"
+            option = "--no-strip-prefix" if spec is None else "strip_path = false"
             if keeps and service.urls.prefix != "/" and not command.uses(child.argv, "base_url"):
                 logger.warning(
                     "%s sees every path with %s in front (%s), but its command has no "
                     "{base_url}: unless it is told to serve there some other way, it will answer "
                     "404; see docs/apps.md for its option",
-                    "the app" if spec is None else f"service {service.name!r}",
+                    who,
                     service.urls.prefix,
-                    "--no-strip-prefix" if spec is None else "strip_path = false",
+                    option,
                 )
             launcher = service.launcher = Launcher(
                 child,
                 service.endpoint,
                 base_url=service.urls.public_prefix,
                 keeps_prefix=keeps,
+                label=who,
+                keep_option=option,
                 grace_period=config.grace_period,
                 lazy=spec is not None and spec.start_on_request,
             )

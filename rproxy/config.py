@@ -341,6 +341,34 @@ class Config:
         if self.vnc_upstream is not None:
             _vnc_upstream(self.vnc_upstream)
         object.__setattr__(self, "vnc_path", _api_prefix(self.vnc_path, "--vnc-path"))
+        self._no_service_shadows_rproxys_own_paths()
+
+    def _no_service_shadows_rproxys_own_paths(self) -> None:
+        """A service mounted over a path rproxy answers itself would never get that path."""
+        own: list[tuple[str, str, str]] = []  # (path under the prefix, whose, option to move it)
+        if self.api_prefix is not None:
+            api = ("rproxy's API", "--api-prefix or --no-api")
+            own += [(path, *api) for path in api_paths(self.api_prefix)]
+        if self.vnc_upstream is not None or self.desktop is not None:
+            vnc = ("the VNC bridge", "--vnc-path")
+            own += [("/" + self.vnc_path, *vnc), ("/vnc", "the noVNC client", "nothing")]
+        for service in self.services:
+            for path, whose, option in own:
+                if (path + "/").startswith(service.path) or (
+                    path == "/vnc" and service.path.startswith("/vnc/")
+                ):
+                    raise ConfigError(
+                        f"service {service.name!r}: its path {service.path} covers {path}, "
+                        f"which {whose} answers under the prefix; give the service another "
+                        f"path{'' if option == 'nothing' else f', or move {whose} ({option})'}"
+                    )
+
+
+def api_paths(api_prefix: str) -> tuple[str, str, str, str, str]:
+    """The paths rproxy's API answers (GET and HEAD) under the prefix: the overview, status,
+    user, services and metrics."""
+    base = "/" + api_prefix
+    return base, base + "/status", base + "/user", base + "/services", base + "/metrics"
 
 
 _API_SEGMENT = re.compile(r"[A-Za-z0-9_~-][A-Za-z0-9._~-]*")

@@ -77,9 +77,13 @@ class Launcher:
         grace_period: float,
         lazy: bool = False,
         keeps_prefix: bool = False,
+        label: str = "the app",
+        keep_option: str = "--no-strip-prefix",
     ) -> None:
         self.child = child
         self._ready_under = base_url if keeps_prefix else ""  # the app serves under its prefix
+        self._label = label  # "the app", or "service 'name'"
+        self._keep_option = keep_option  # how the user keeps the prefix for it
         self.grace_period = grace_period
         self._repofolder = Path(child.repofolder).absolute()
         self.endpoint = endpoint
@@ -150,10 +154,17 @@ class Launcher:
         )
         path, _, query = (self._ready_under + self.child.ready_check_path).partition("?")
         ready_url = mapper.upstream_url(Forward(path, query))
+        hint = self._not_found_hint(mapper.public_prefix, path)
 
         async def probe() -> bool:
+            nonlocal hint
             try:
-                async with client.get(ready_url, timeout=_PROBE_TIMEOUT, allow_redirects=False):
+                async with client.get(
+                    ready_url, timeout=_PROBE_TIMEOUT, allow_redirects=False
+                ) as response:
+                    if response.status == 404 and hint:
+                        logger.warning("%s", hint)
+                        hint = ""
                     return True
             except (aiohttp.ClientError, TimeoutError, OSError):
                 return False
@@ -161,6 +172,24 @@ class Launcher:
         self.supervisor = Supervisor(spec, probe)
         self.supervisor.finished.add_done_callback(self._pass_on_finish)
         self.supervisor.start()
+
+    def _not_found_hint(self, base_url: str, path: str) -> str:
+        """What to say when the app's first page is a 404: it likely cannot use the prefix."""
+        if not base_url or self.child.ready_check_path != "/":
+            return ""  # no prefix, or a ready check path of the user's: a 404 says nothing
+        if self._ready_under:
+            return (
+                f"{self._label} answers 404 for {path}, the prefix's own page: it does not serve "
+                "under the prefix it is given; give it its prefix option with {base_url} "
+                f"(docs/apps.md), or drop {self._keep_option}"
+            )
+        if command.uses(self.child.argv, "base_url"):
+            return (
+                f"{self._label} answers 404 for / (what {base_url}/ is forwarded as, the prefix "
+                "taken off): if its {base_url} option makes it serve only under the prefix, as "
+                f"Jupyter's base_url does, add {self._keep_option} (docs/apps.md)"
+            )
+        return ""
 
     def _pass_on_finish(self, finished: asyncio.Future[int]) -> None:
         if not self.finished.done():

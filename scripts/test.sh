@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
 # Set up everything the tests need, then lint, type-check and run the whole suite.
 # Extra arguments go to pytest, e.g. scripts/test.sh -k prefix
+# --slow (first argument) also runs the opt-in slower group (tests marked slow: apps that take
+# minutes to install or start, docs/apps.md), after installing its apps (scripts/setup-slow-apps.sh);
+# without it those tests are reported as skipped. Only that group: scripts/test.sh --slow -m slow
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+slow=0
+if [ "${1:-}" = "--slow" ]; then
+  slow=1
+  shift
+fi
 
 # Debian packages the tests use, installed only when missing: chromium (tests/test_browser.py),
 # noVNC and TigerVNC's Xvnc (tests/plugins/test_vnc.py, the desktop test), curl and nginx (the
@@ -24,7 +33,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 scripts/setup.sh
+if [ "$slow" = 1 ]; then scripts/setup-slow-apps.sh; fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
-.venv/bin/python -m pytest "$@"
+RPROXY_SLOW_TESTS=$slow .venv/bin/python -m pytest "$@"

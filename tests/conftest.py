@@ -1,5 +1,6 @@
 """Shared fixtures: real upstream servers and real rproxy instances on 127.0.0.1, random ports,
-and headless Chromium (``browser``).
+and headless Chromium (``browser``). Tests marked ``slow`` are skipped unless
+``RPROXY_SLOW_TESTS=1`` (``scripts/test.sh --slow`` sets it, after installing their apps).
 
 ``start_proxy`` runs rproxy exactly as the command line does (``make_runner``), so connection
 handling and shutdown behave as in production.
@@ -15,13 +16,22 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser, async_playwright
-from support import CHROMIUM, FLAGS, StartProxy, StartUpstream, listen
+from support import CHROMIUM, FLAGS, SLOW_TESTS, StartProxy, StartUpstream, listen
 from yarl import URL
 
 from rproxy.app import make_runner
 from rproxy.auth import Authenticator
 from rproxy.rewriters.base import Rewriter
 from rproxy.sources import load_config
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if SLOW_TESTS:
+        return
+    skip = pytest.mark.skip(reason="the opt-in slower group: scripts/test.sh --slow runs it")
+    for item in items:
+        if item.get_closest_marker("slow"):
+            item.add_marker(skip)
 
 
 @pytest.fixture

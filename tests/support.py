@@ -4,6 +4,7 @@ and waiting for a server started as a process."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import subprocess
 import sys
@@ -25,6 +26,8 @@ from rproxy.keys import HUB_USER, SERVICES
 from rproxy.launch import Launcher
 from rproxy.supervisor import ChildState, Supervisor
 
+SLOW_APPS = Path(__file__).parents[1] / ".cache" / "slow-apps" / "bin"  # scripts/setup-slow-apps.sh
+SLOW_TESTS = os.environ.get("RPROXY_SLOW_TESTS") == "1"  # scripts/test.sh --slow: the slower group
 CHROMIUM = "/usr/bin/chromium"  # Debian's package, installed by scripts/test.sh
 FLAGS = [  # headless, and nothing that reaches for the network on its own
     "--headless",

@@ -3,7 +3,8 @@
 Neither app learns its public prefix from rproxy's X-Forwarded-Prefix, and both build their API
 URLs in JavaScript, where rproxy's rewriting cannot reach: each needs its own prefix option, filled
 from ``{base_url}``. With it, rproxy stripping the prefix (the default) or keeping it
-(``--no-strip-prefix``, with the option that also moves the app's routes) both work. For each, a
+(``--no-strip-prefix``, with the option that also moves the app's routes; in the opt-in slower
+group) both work. For each, a
 real app process started by rproxy and a real browser prove that the UI renders under the prefix,
 that no same-origin request fails or leaves the prefix and none goes to another origin, that the
 app's live channel connects (Gradio's event stream, Dash's callback requests), and that one
@@ -85,7 +86,7 @@ def _app(script: str, *args: str) -> list[str]:
     "options",
     [
         pytest.param([], id="prefix-stripped"),
-        pytest.param(["--no-strip-prefix"], id="prefix-kept"),
+        pytest.param(["--no-strip-prefix"], id="prefix-kept", marks=pytest.mark.slow),
     ],
 )
 async def test_gradio_works_under_a_prefix_with_root_path(
@@ -123,7 +124,7 @@ async def test_gradio_works_under_a_prefix_with_root_path(
     ("options", "prefix_option"),
     [
         pytest.param([], "--requests-prefix", id="prefix-stripped"),
-        pytest.param(["--no-strip-prefix"], "--url-base", id="prefix-kept"),
+        pytest.param(["--no-strip-prefix"], "--url-base", id="prefix-kept", marks=pytest.mark.slow),
     ],
 )
 async def test_dash_works_under_a_prefix_with_its_pathname_prefix(

@@ -1,5 +1,6 @@
 """Panel, a plain Bokeh server app and marimo (edit and run) behind rproxy under /user/me/, in
-headless Chromium, each started by rproxy as a real process.
+headless Chromium, each started by rproxy as a real process (marimo's ``run`` mode in the opt-in
+slower group).
 
 Each app runs with the prefix stripped: it needs no option at all (keeping the prefix, with
 ``--no-strip-prefix`` and Panel's and Bokeh's ``--prefix {base_url}`` or marimo's
@@ -144,7 +145,7 @@ def notebook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return Path(shutil.copy(APPS / "marimo_notebook.py", tmp_path / "notebook.py"))
 
 
-@pytest.mark.parametrize("mode", ["edit", "run"])
+@pytest.mark.parametrize("mode", ["edit", pytest.param("run", marks=pytest.mark.slow)])
 async def test_marimo(browser: Browser, notebook: Path, mode: str) -> None:
     command = [str(BIN / "marimo"), mode, str(notebook), "--host", "127.0.0.1",
                "--port", "{port}", "--headless", "--no-token"]  # fmt: skip

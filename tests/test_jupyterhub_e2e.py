@@ -36,6 +36,7 @@ from support import (
     CHILD,
     CHROMIUM,
     FLAGS,
+    SLOW_TESTS,
     alive,
     free_port,
     raw_exchange,
@@ -51,6 +52,13 @@ HUB_ENVIRONMENTS = {6: Path(sys.executable).parent, 5: ROOT / ".cache" / "hub5" 
 CULL_TIMEOUT = 6  # seconds without activity before the idle culler stops a server
 CULL_EVERY = 2
 DEMO = [sys.executable, str(ROOT / "examples" / "demo" / "app.py"), "--port", "{port}"]
+BIN = Path(sys.executable).parent  # .venv's, which has the apps that are not Jupyter
+APPS = {  # docs/apps.md's commands, by the start of the user's name
+    "panel-": [str(BIN / "panel"), "serve", str(ROOT / "tests" / "apps" / "panel_app.py"),
+               "--address", "127.0.0.1", "--port", "{port}"],
+    "streamlit-": [str(BIN / "streamlit"), "hello", "--server.port", "{port}",
+                   "--server.headless", "true"],
+}  # fmt: skip
 ADMIN_TOKEN = secrets.token_hex(16)
 HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 LOGIN_COOKIE = "rproxy-jupyterhub-user-{}"  # rproxy's, for the OAuth client of user {}'s server
@@ -109,6 +117,9 @@ def _per_server(spawner):
         if spawner.user.name.startswith(start):
             for name, value in _jupyter(spawner, app).items():
                 setattr(spawner, name, value)
+    for start, args in {apps!r}.items():  # apps that are not Jupyter, as docs/apps.md runs them
+        if spawner.user.name.startswith(start):
+            spawner.args = ["--", *args]
 
 c.Spawner.pre_spawn_hook = _per_server
 """
@@ -150,7 +161,7 @@ def hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         proxy_token=proxy_token, state=state, rproxy=str(where / "rproxy"), demo=DEMO,
         jupyter=str(where / "jupyter"),
         root=str(ROOT), admin_token=ADMIN_TOKEN, child=CHILD, python=str(where / "python"),
-        cull_timeout=CULL_TIMEOUT, cull_every=CULL_EVERY,
+        cull_timeout=CULL_TIMEOUT, cull_every=CULL_EVERY, apps=APPS,
     )  # fmt: skip
     (state / "jupyterhub_config.py").write_text(config)
     # JupyterLab asks to rebuild itself, in a dialog over the page, when an installed package
@@ -368,8 +379,16 @@ async def _exited(pid: int) -> None:
         os.close(fd)
 
 
+@pytest.mark.parametrize(
+    "logout",
+    [
+        pytest.param("hub/logout", id="the-hubs-logout"),
+        # JupyterLab's Hub menu "Log Out": as jupyterhub-singleuser, rproxy sends it to the hub's
+        pytest.param("user/dave/logout", id="the-servers-logout"),
+    ],
+)
 async def test_logging_out_of_the_hub_ends_access_at_once(
-    hub: Hub, admin: aiohttp.ClientSession
+    hub: Hub, admin: aiohttp.ClientSession, logout: str
 ) -> None:
     await _start(hub, admin, "dave")
     browser = await _browser(hub, "dave")
@@ -378,8 +397,9 @@ async def test_logging_out_of_the_hub_ends_access_at_once(
             assert response.status == 200  # logged in through OAuth
         async with browser.get(hub.url / "user/dave/headers") as response:
             assert (response.status, response.history) == (200, ())  # from rproxy's cookie
-        async with browser.get(hub.url / "hub/logout") as response:
+        async with browser.get(hub.url / logout) as response:
             assert response.status == 200
+            assert response.url.path == "/hub/login"  # the hub's logout ends at its login
         assert not [c for c in browser.cookie_jar if c.key == "jupyterhub-session-id"]
         # the very next requests: the hub revoked the session's token; nothing cached serves it
         async with browser.get(
@@ -512,6 +532,12 @@ async def chromium() -> AsyncIterator[Browser]:
             await browser.close()
 
 
+def _newest_hub_only_unless_slow(hub: Hub) -> None:
+    """What does not depend on the hub's version runs on the 5.x hub in the slower group only."""
+    if hub.version.startswith("5.") and not SLOW_TESTS:
+        pytest.skip("on JupyterHub 5 in the opt-in slower group only: scripts/test.sh --slow")
+
+
 async def _log_in(page: Page, base: URL, user: str) -> None:
     """Log in on the hub's own login page, as a person does."""
     await page.goto(str(base / "hub/login"))
@@ -557,7 +583,11 @@ async def test_jupyter_in_place_of_jupyterhub_singleuser(
     hub: Hub, admin: aiohttp.ClientSession, chromium: Browser, user: str, app: str
 ) -> None:
     """docs/apps.md's recipe: JupyterLab (or Notebook 7) under its prefix with --no-strip-prefix,
-    Jupyter's own authentication off, rproxy logging the browser in through the hub."""
+    Jupyter's own authentication off, rproxy logging the browser in through the hub.
+    JupyterLab runs on both hubs; Notebook 7, the same Jupyter Server, on the 5.x hub only in
+    the slower group."""
+    if app == "tree":
+        _newest_hub_only_unless_slow(hub)
     await _start(hub, admin, user)  # until {prefix}api/status answers: Jupyter's own, here
     base = hub.url.with_host(JUPYTER_HOST)
     context = await chromium.new_context()
@@ -592,4 +622,60 @@ async def test_jupyter_in_place_of_jupyterhub_singleuser(
     await panel.wait_for_load_state()
     assert URL(panel.url).path == "/hub/home"
     assert await panel.get_by_text("Stop My Server").count() == 1
+    # File → Log Out: the server's {prefix}logout, which rproxy sends on to the hub's logout
+    notebook.on("dialog", lambda dialog: dialog.accept())  # "leave the unsaved notebook?"
+    await notebook.bring_to_front()
+    await notebook.get_by_text("File", exact=True).first.click()
+    await notebook.get_by_text("Log Out", exact=True).first.click()  # the Hub's and Jupyter's
+    await notebook.wait_for_url(re.compile(r".*/hub/login(\?.*)?$"))
+    await notebook.goto(ours + app)  # logged out of the hub: back to its login, not to Jupyter
+    assert URL(notebook.url).path == "/hub/login"
+    await context.close()
+
+
+@pytest.mark.parametrize(
+    ("user", "path", "before", "click", "after"),
+    [
+        # Panel: a button whose Python callback, over the WebSocket, changes the page
+        pytest.param("panel-ann", "panel_app", "Server says: 3", ".add-one button",
+                     "Server says: 4", id="panel"),
+        # Streamlit: its page is drawn from the WebSocket's messages; a link in it loads a demo
+        pytest.param("streamlit-ann", "", "Welcome to Streamlit", "text=Plotting demo",
+                     "Plotting demo", id="streamlit"),
+    ],
+)  # fmt: skip
+async def test_apps_that_are_not_jupyter_on_the_hub(
+    hub: Hub,
+    admin: aiohttp.ClientSession,
+    chromium: Browser,
+    user: str,
+    path: str,
+    before: str,
+    click: str,
+    after: str,
+) -> None:
+    """docs/apps.md's recipes with the prefix stripped, spawned by the hub, in Chromium reaching
+    the hub by a host name: the user logs in, the app renders, no request under the server's
+    prefix fails, its WebSocket connects there, and an interaction makes a round trip. On the
+    5.x hub in the slower group only."""
+    _newest_hub_only_unless_slow(hub)
+    await _start(hub, admin, user)
+    base = hub.url.with_host(JUPYTER_HOST)
+    context = await chromium.new_context()
+    page = await context.new_page()
+    ours = str(base / "user" / user) + "/"
+    failed: list[str] = []
+    _record_failures(page, failed)
+    sockets: list[str] = []
+    page.on("websocket", lambda socket: sockets.append(socket.url))
+    await _log_in(page, base, user)
+    await page.goto(ours + path)
+    await page.wait_for_selector(f"text={before}", timeout=30_000)
+    await page.click(click)
+    await page.wait_for_selector(f"text={after}", timeout=30_000)
+    await page.screenshot(path=str(hub.log.parent / f"{user}.png"))
+    failures = [f for f in failed if f.partition(" ")[2].startswith(ours)]
+    assert [f for f in failures if not f.startswith("net::ERR_ABORTED ")] == []
+    assert sockets
+    assert all(URL(socket).path.startswith(f"/user/{user}/") for socket in sockets), sockets
     await context.close()

@@ -282,6 +282,44 @@ def test_a_bad_service_table_is_refused(services: list[dict[str, Any]], problem:
         load_config({"upstream": "http://127.0.0.1:1", "services": services}, {})
 
 
+@pytest.mark.parametrize(
+    ("path", "options", "clash"),
+    [
+        pytest.param("/api/", {}, "covers /api, which rproxy's API answers", id="the-api"),
+        pytest.param(
+            "/api/status/", {}, "covers /api/status, which rproxy's API", id="an-endpoint"
+        ),
+        pytest.param("/_rproxy/", {"strip_prefix": False}, "covers /_rproxy/api,", id="moved-api"),
+        pytest.param("/ours/", {"api_prefix": "ours"}, "covers /ours, which", id="api-prefix"),
+        pytest.param(
+            "/websockify/", {"vnc_upstream": "127.0.0.1:5901"}, "the VNC bridge", id="vnc-bridge"
+        ),
+        pytest.param(
+            "/vnc/x/", {"vnc_upstream": "127.0.0.1:5901"}, "the noVNC client", id="novnc-client"
+        ),
+        pytest.param("/api/v2/", {}, None, id="beside-the-apis-endpoints"),
+        pytest.param("/apis/", {}, None, id="a-longer-name"),
+        pytest.param("/api/", {"no_api": True}, None, id="no-api"),
+        pytest.param("/websockify/", {}, None, id="no-vnc-bridge"),
+    ],
+)
+def test_a_service_over_rproxys_own_paths_is_refused(
+    path: str, options: dict[str, Any], clash: str | None
+) -> None:
+    settings = {
+        "upstream": "http://127.0.0.1:1",
+        "services": [{"name": "x", "path": path, "upstream": "http://h:1"}],
+        **options,
+    }
+    if clash is None:
+        assert load_config(settings, {}).services[0].path == path
+        return
+    with pytest.raises(ConfigError, match=f"service 'x': its path {path} covers") as error:
+        load_config(settings, {})
+    assert clash in str(error.value)
+    assert "give the service another path" in str(error.value)
+
+
 def test_the_config_file_checks_each_service_table(tmp_path: Any) -> None:
     path = tmp_path / "rproxy.toml"
     path.write_text(
@@ -524,6 +562,37 @@ async def test_no_strip_prefix_warns_of_a_command_without_base_url(
         await runner.cleanup()
     assert "its command has no {base_url}" in caplog.text
     assert "--no-strip-prefix" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("keep", "base_url", "hint"),
+    [
+        pytest.param(True, "/app", "or drop --no-strip-prefix", id="kept-but-served-elsewhere"),
+        pytest.param(False, "{base_url}", "add --no-strip-prefix", id="stripped-but-served-there"),
+        pytest.param(True, "{base_url}", None, id="kept-and-served-there"),
+        pytest.param(False, "", None, id="stripped-and-served-at-root"),
+    ],
+)
+async def test_an_app_that_cannot_use_the_prefix_is_named_once(
+    caplog: pytest.LogCaptureFixture, keep: bool, base_url: str, hint: str | None
+) -> None:
+    """Its first page is a 404: the log says why, once, and what to change."""
+    argv = [*CHILD, "--port", "{port}", "--base-url", base_url]
+    options = ["--prefix", PREFIX, *(["--no-strip-prefix"] if keep else [])]
+    async with running(*options, "--", *argv) as (url, launcher):
+        await ready(launcher)
+        async with aiohttp.ClientSession() as http:
+            for _ in range(2):
+                async with http.get(url / "user/me/argv") as response:
+                    assert response.status == (404 if hint else 200)
+    said = [r for r in caplog.records if "answers 404 for" in r.getMessage()]
+    if hint is None:
+        assert said == []
+    else:
+        assert len(said) == 1
+        assert said[0].levelno == logging.WARNING
+        assert hint in said[0].getMessage()
+        assert "docs/apps.md" in said[0].getMessage()
 
 
 async def test_no_strip_prefix_polls_readiness_under_the_prefix(

@@ -15,6 +15,10 @@ cookie login. Logging out of the hub clears that cookie and revokes the session'
 browser's next request misses every cache, the hub says the token is gone, and the browser is sent
 to the login again (or refused) at once. Tokens in an Authorization header keep their cache.
 
+``{prefix}logout`` is the hub's logout, as in jupyterhub-singleuser (JupyterLab's "Log Out" goes
+there): rproxy forgets the browser's login and sends it on to the hub's ``logout``, which ends the
+hub's session; the app's own ``/logout``, if it has one, is not reached in hub mode.
+
 ``{prefix}oauth_callback`` (or the path of JUPYTERHUB_OAUTH_CALLBACK_URL) exchanges the code for
 a token and sets the cookie. All but the callback is decided from the request's head (``decide``):
 ``check`` is ``decide`` for aiohttp's protocol, and front.py asks ``decide`` itself, so both
@@ -104,6 +108,8 @@ class HubAuthenticator:
             client_ca=hub.ssl_client_ca,
         )
         self.callback_path = URL(self._oauth.oauth_redirect_uri).raw_path
+        self._logout_path = config.prefix + "logout"
+        self._hub_logout = self._oauth.hub_host + url_path_join(self._oauth.hub_prefix, "logout")
         self._signer = CookieSigner(hub.api_token.encode())
         self._cookie = OWN_COOKIES + re.sub(r"[^A-Za-z0-9_-]", "_", hub.client_id)
         self._clock = clock
@@ -136,6 +142,8 @@ class HubAuthenticator:
             return None
         if not path.startswith(self._prefix):
             return Admitted()  # the proxy answers 404, or redirects the bare prefix
+        if path == self._logout_path and head.method in ("GET", "HEAD"):
+            return self._logout()
         credential = self._credential(head.headers)
         if credential is None:
             return self._login(head)
@@ -249,6 +257,13 @@ class HubAuthenticator:
         value = json.dumps({"next": self._inside(head.target.partition("#")[0]), "v": verifier})
         response.set_cookie(name, self._signer.sign(name, value), max_age=_STATE_MAX_AGE,
                             **self._cookie_options(head.secure, head.headers))  # fmt: skip
+        return response
+
+    def _logout(self) -> web.StreamResponse:
+        """Forget the browser's login here and send it to the hub's logout, which ends its
+        session there (and so every other server's login of that session)."""
+        response = plain_response(302, Location=self._hub_logout)
+        response.del_cookie(self._cookie, path=self._prefix)
         return response
 
     async def _callback(self, request: web.Request) -> web.StreamResponse:

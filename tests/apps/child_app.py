@@ -2,7 +2,8 @@
 
 Standard library only, so it starts fast. Options shape its behaviour: where it listens, whether it
 waits for a file before listening, floods its output, ignores SIGTERM, starts a grandchild, or
-exits at once. Routes: /argv, /pid, /cwd (JSON), /crash (answers, then exits with status 3),
+exits at once, or serves only under a base URL (``--base-url``, as Jupyter's does: a 404
+elsewhere). Routes: /argv, /pid, /cwd (JSON), /crash (answers, then exits with status 3),
 /halves?size=N&gate=PATH (N bytes, byte i being i % 251, with Content-Length:
 the first half at once, the second once the file PATH exists, never if it does not).
 """
@@ -27,7 +28,14 @@ def halves_body(size: int) -> bytes:
 
 
 class Handler(BaseHTTPRequestHandler):
+    base_url = ""  # --base-url: paths outside it are 404, and it is taken off the others
+
     def do_GET(self) -> None:
+        if self.base_url:
+            if not self.path.startswith(self.base_url + "/"):
+                self.send_error(404)
+                return
+            self.path = self.path[len(self.base_url) :]
         if self.path.startswith("/halves?"):
             self._halves()
             return
@@ -77,7 +85,9 @@ def main() -> None:
     parser.add_argument("--grandchild", action="store_true", help="start a long sleep child")
     parser.add_argument("--exit", type=int, help="exit at once with this status")
     parser.add_argument("--origin", help="ignored: shows what {origin_host} became")
+    parser.add_argument("--base-url", default="", help="serve only under this path")
     args = parser.parse_args()
+    Handler.base_url = args.base_url.rstrip("/")
 
     for line in args.say:
         print(line, flush=True)

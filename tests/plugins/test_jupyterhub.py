@@ -71,6 +71,23 @@ async def test_a_browser_is_sent_to_the_hub_with_state_and_pkce(
     assert (morsel["path"], morsel["httponly"], morsel["samesite"]) == (PREFIX, True, "Lax")
 
 
+async def test_logout_under_the_prefix_goes_to_the_hubs_logout(
+    proxy: URL, http: aiohttp.ClientSession
+) -> None:
+    """As jupyterhub-singleuser's: JupyterLab's Hub menu "Log Out" is {prefix}logout."""
+    signer = CookieSigner(ENV["JUPYTERHUB_API_TOKEN"].encode())
+    login = "rproxy-jupyterhub-user-alice"
+    cookie = {"Cookie": f"{login}={signer.sign(login, 'some-token')}"}
+    async with http.get(proxy / "user/alice/logout", headers=cookie, allow_redirects=False) as r:
+        assert r.status == 302
+        assert r.headers["Location"] == "/hub/logout"
+        morsel = r.cookies[login]
+    assert (morsel.value, morsel["path"]) == ("", PREFIX)  # rproxy forgets the login
+    # only that path: the app's own paths beside it need a login as before
+    async with http.get(proxy / "user/alice/logout/x", headers=HTML, allow_redirects=False) as r:
+        assert URL(r.headers["Location"]).path == "/hub/api/oauth2/authorize"
+
+
 UPGRADE = {
     **HTML,
     "Connection": "Upgrade",
