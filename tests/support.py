@@ -4,7 +4,10 @@ and waiting for a server started as a process."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -213,3 +216,18 @@ def wait_for_server(
 
 def _tail(log: Path) -> str:
     return log.read_text(errors="replace")[-3000:]
+
+
+_OWN_RELOAD = re.compile(
+    rb"<script>(setTimeout\(function\(\)\{location\.reload\(\)\},\d+\))</script>"
+)
+
+
+def without_own_reload(page: bytes, policy: bytes) -> bytes:
+    """``page`` (one of rproxy's own 503 pages) without its one fixed reload script, once checked
+    that the Content-Security-Policy ``policy`` lets that script alone run, by its hash."""
+    [script] = _OWN_RELOAD.findall(page)
+    digest = base64.b64encode(hashlib.sha256(script).digest())
+    allowed = re.findall(rb"script-src ([^;]*)", policy)
+    assert allowed == [b"'sha256-" + digest + b"'"], policy
+    return _OWN_RELOAD.sub(b"", page)

@@ -1,4 +1,5 @@
-"""What a browser sees, in headless Chromium through rproxy under a prefix: the demo, Streamlit.
+"""What a browser sees, in headless Chromium through rproxy under a prefix: the demo, Streamlit,
+and rproxy's own "Starting…" page, which reloads itself until the app answers.
 
 Besides "everything loads", the DOM a page builds through rproxy is compared with the DOM it builds
 when served directly: equal apart from the URLs the rewriters changed.
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser
-from support import StartProxy, StartUpstream, ready, running
+from support import CHILD, StartProxy, StartUpstream, ready, running, supervisor_of
 
 from examples.demo.app import make_demo_app
 
@@ -136,3 +137,31 @@ async def test_streamlit_renders_under_a_prefix(
 def _settled(outline: Outline) -> Outline:
     # Vite inserts <link rel=modulepreload> hints for chunks as they load: timing, not content.
     return [e for e in outline if e[1] != "LINK" or ("rel", "modulepreload") not in e[2]]
+
+
+@pytest.mark.parametrize("fragment", ["", "#/experiments"], ids=["plain", "with-a-fragment"])
+async def test_the_starting_page_reloads_itself_until_the_app_answers(
+    browser: Browser, tmp_path: Path, fragment: str
+) -> None:
+    """Also at an address with a #... part (MLflow's, TensorBoard's links), where a meta refresh
+    does nothing: the browser takes it for a move within the page. The page's script reloads it,
+    the only script its Content-Security-Policy lets run."""
+    go = tmp_path / "go"
+    argv = ["--prefix", "/user/me/", "--", *CHILD, "--port", "{port}", "--wait-for", str(go)]
+    async with running(*argv) as (url, launcher):
+        await supervisor_of(launcher)
+        page = await browser.new_page()
+        refused: list[str] = []
+        page.on("console", lambda message: refused.append(message.text))
+        try:
+            await page.goto(f"{url}/user/me/argv{fragment}")
+            await page.wait_for_selector("text=The application is starting")
+            async with page.expect_response(lambda r: r.status == 503):  # it reloaded itself
+                pass
+            go.touch()
+            await ready(launcher)
+            await page.wait_for_selector("text=child_app.py", timeout=30_000)  # the app's answer
+            assert page.url == f"{url}/user/me/argv{fragment}"
+        finally:
+            await page.close()
+    assert [text for text in refused if "Content Security Policy" in text] == []
