@@ -19,63 +19,15 @@ Without the option, in the same browser: Gradio's page loads unstyled, its /them
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, Request, Response, expect
+from page_traffic import PageTraffic
+from playwright.async_api import Browser, expect
 from support import ready, running
-from yarl import URL
 
 APPS = Path(__file__).parent / "apps"
 PREFIX = "/user/me/"
-
-
-@dataclass
-class Traffic:
-    """What a page asked of rproxy's origin: every response, and every request that failed."""
-
-    origin: URL
-    responses: list[tuple[int, str, str]] = field(default_factory=list)  # status, method, URL
-    failed: list[tuple[str, str]] = field(default_factory=list)  # failure, URL
-    elsewhere: list[str] = field(default_factory=list)  # requests to any other origin
-
-    def watch(self, page: Page) -> None:
-        page.on("request", self._request)
-        page.on("response", self._response)
-        page.on("requestfailed", self._failed)
-
-    def _same_origin(self, url: str) -> bool:
-        return URL(url).origin() == self.origin
-
-    def _request(self, request: Request) -> None:
-        if not self._same_origin(request.url) and not request.url.startswith("data:"):
-            self.elsewhere.append(request.url)
-
-    def _response(self, response: Response) -> None:
-        if self._same_origin(response.url):
-            self.responses.append((response.status, response.request.method, response.url))
-
-    def _failed(self, request: Request) -> None:
-        # ERR_ABORTED: a request the page gave up (an event stream when the page closes).
-        if self._same_origin(request.url) and request.failure != "net::ERR_ABORTED":
-            self.failed.append((request.failure or "", request.url))
-
-    def problems(self) -> str:
-        """The failed requests and error responses, for the message of a failed wait."""
-        bad = [r for r in self.responses if r[0] >= 400] + self.failed
-        return f"failed same-origin requests: {bad}"
-
-    def check(self) -> list[str]:
-        """Every same-origin URL the page asked for, once checked that all went well."""
-        urls = [url for _, _, url in self.responses]
-        assert not self.failed, self.failed
-        assert self.elsewhere == []  # the page needs nothing from the internet
-        assert [r for r in self.responses if r[0] >= 400] == []
-        # Chromium asks for /favicon.ico on its own when a page names no icon: not the app's.
-        escaped = [u for u in urls if not URL(u).path.startswith(PREFIX)]
-        assert [u for u in escaped if URL(u).path != "/favicon.ico"] == []
-        return urls
 
 
 def _app(script: str, *args: str) -> list[str]:
@@ -97,9 +49,8 @@ async def test_gradio_works_under_a_prefix_with_root_path(
             *_app("gradio_app.py", "--root-path", "{base_url}")]  # fmt: skip
     async with running(*argv) as (url, launcher):
         await ready(launcher)
-        traffic = Traffic(url.origin())
         page = await browser.new_page()
-        traffic.watch(page)
+        traffic = PageTraffic.watch(page, url.origin())
         try:
             await page.goto(str(url.with_path(PREFIX)))
             await expect(page.get_by_text("rproxy gradio test")).to_be_visible(timeout=20_000)
@@ -113,7 +64,7 @@ async def test_gradio_works_under_a_prefix_with_root_path(
             raise
         finally:
             await page.close()
-    urls = traffic.check()
+    urls = traffic.check(PREFIX)
     base = str(url.with_path(PREFIX.rstrip("/")))
     assert any(u.startswith(f"{base}/theme.css") for u in urls), urls  # the styles
     assert f"{base}/gradio_api/queue/join?" in urls  # the call, then its results as events
@@ -136,9 +87,8 @@ async def test_dash_works_under_a_prefix_with_its_pathname_prefix(
             *_app("dash_app.py", prefix_option, "{base_url}/")]  # fmt: skip
     async with running(*argv) as (url, launcher):
         await ready(launcher)
-        traffic = Traffic(url.origin())
         page = await browser.new_page()
-        traffic.watch(page)
+        traffic = PageTraffic.watch(page, url.origin())
         try:
             await page.goto(str(url.with_path(PREFIX)))
             greeting = page.locator("#greeting")
@@ -151,7 +101,7 @@ async def test_dash_works_under_a_prefix_with_its_pathname_prefix(
             raise
         finally:
             await page.close()
-    urls = traffic.check()
+    urls = traffic.check(PREFIX)
     base = str(url.with_path(PREFIX.rstrip("/")))
     assert f"{base}/_dash-layout" in urls
     assert f"{base}/_dash-dependencies" in urls

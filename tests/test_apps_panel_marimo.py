@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import shutil
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import lxml.html
 import pytest
-from playwright.async_api import Browser, Page, Request, Response, WebSocket
+from page_traffic import PageTraffic
+from playwright.async_api import Browser, Page
 from support import ready, running
 from yarl import URL
 
@@ -36,59 +36,6 @@ PREFIX = "/user/me/"
 TIMEOUT = 20_000  # milliseconds, for any one thing the page should show
 
 RPROXY = ["--prefix", PREFIX, "--ready-timeout", "60"]
-
-
-@dataclass
-class Seen:
-    """What a page asked rproxy's origin for, what failed, and its WebSockets."""
-
-    origin: URL
-    urls: list[str] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    sockets: list[WebSocket] = field(default_factory=list)
-    frames: dict[str, int] = field(default_factory=dict)
-
-    @classmethod
-    def watch(cls, page: Page, origin: URL) -> Seen:
-        seen = cls(origin)
-        page.on("response", seen._response)
-        page.on("requestfailed", seen._request_failed)
-        page.on("websocket", seen._websocket)
-        return seen
-
-    def _ours(self, url: str) -> bool:
-        return url.startswith(f"{self.origin}/")  # not blob: or data:, nor another origin
-
-    def _response(self, response: Response) -> None:
-        if self._ours(response.url):
-            self.urls.append(response.url)
-            if response.status >= 400:
-                self.failed.append((str(response.status), response.url))
-
-    def _request_failed(self, request: Request) -> None:
-        failure = request.failure or ""
-        if self._ours(request.url) and "net::ERR_ABORTED" not in failure:
-            self.failed.append((failure, request.url))
-
-    def _websocket(self, socket: WebSocket) -> None:
-        self.sockets.append(socket)
-        self.frames[socket.url] = 0
-
-        def received(payload: str | bytes) -> None:
-            self.frames[socket.url] += 1
-
-        socket.on("framereceived", received)
-
-    def check(self) -> None:
-        """No request of ours failed or left the prefix; one WebSocket, open, under the prefix,
-        has carried messages."""
-        assert self.urls
-        assert self.failed == []
-        assert all(URL(url).path.startswith(PREFIX) for url in self.urls), self.urls
-        [socket] = self.sockets
-        assert URL(socket.url).path.startswith(PREFIX), socket.url
-        assert not socket.is_closed()
-        assert self.frames[socket.url] > 0
 
 
 async def _open(page: Page, url: URL) -> tuple[str, int]:
@@ -123,13 +70,14 @@ async def test_panel_and_bokeh_serve(
     async with running(*RPROXY, "--", *command) as (url, launcher):
         await ready(launcher)
         page = await browser.new_page()
-        seen = Seen.watch(page, url.origin())
+        seen = PageTraffic.watch(page, url.origin())
         try:
             asked = await _open(page, url.with_path(PREFIX))
             await page.wait_for_selector(f"text={before}", timeout=TIMEOUT)
             await page.click(button)  # a Python callback on the server changes the page
             await page.wait_for_selector(f"text={after}", timeout=TIMEOUT)
-            seen.check()
+            seen.check(PREFIX)
+            seen.live_socket()
             assert URL(page.url).path == f"{PREFIX}{server}_app"
         finally:
             await page.close()
@@ -154,7 +102,7 @@ async def test_marimo(browser: Browser, notebook: Path, mode: str) -> None:
     async with running(*RPROXY, "--", *command) as (url, launcher):
         await ready(launcher)
         page = await browser.new_page()
-        seen = Seen.watch(page, url.origin())
+        seen = PageTraffic.watch(page, url.origin())
         try:
             icon = await _open(page, url.with_path(PREFIX))
             if mode == "edit":
@@ -167,9 +115,10 @@ async def test_marimo(browser: Browser, notebook: Path, mode: str) -> None:
             await page.wait_for_selector("text=marimo says 42, clicked 0 times", timeout=TIMEOUT)
             await page.click("button:has-text('Add one')")
             await page.wait_for_selector("text=marimo says 42, clicked 1 times", timeout=TIMEOUT)
-            seen.check()
+            seen.check(PREFIX)
+            seen.live_socket()
         finally:
             await page.close()
     assert icon == (f"{PREFIX}favicon.ico", 200)
     if mode == "edit":
-        assert any(URL(u).path == f"{PREFIX}api/kernel/run" for u in seen.urls), seen.urls
+        assert any(URL(u).path == f"{PREFIX}api/kernel/run" for u in seen.requests), seen.requests
