@@ -78,10 +78,16 @@ class _ZlibCoding:
         return self._encoder.flush()
 
 
+# brotli's default quality, 11, is for files compressed once: re-encoding code-server's 1.6 MB
+# workbench.css took 4.3 s of the event loop at 11, 57 ms at 5 (output 21% larger); 5 is about
+# gzip level 6's speed, as servers compressing on the fly choose
+_BROTLI_QUALITY = 5
+
+
 class _BrotliCoding:
     def __init__(self) -> None:
         self._decoder = brotli.Decompressor()
-        self._encoder = brotli.Compressor()
+        self._encoder = brotli.Compressor(quality=_BROTLI_QUALITY)
 
     def decode(self, chunk: bytes) -> bytes:
         data: bytes = self._decoder.process(chunk)
