@@ -2,7 +2,8 @@
 # Set up everything the tests need, then lint, type-check and run the whole suite.
 # Extra arguments go to pytest, e.g. scripts/test.sh -k prefix
 # --slow (first argument) also runs the opt-in slower group (tests marked slow: apps that take
-# minutes to install or start, docs/apps.md), after installing its apps (scripts/setup-slow-apps.sh);
+# minutes to install or start, docs/apps.md), after installing its apps (scripts/setup-slow-apps.sh,
+# scripts/setup-code-server.sh);
 # without it those tests are reported as skipped. Only that group: scripts/test.sh --slow -m slow
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,7 +34,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 scripts/setup.sh
-if [ "$slow" = 1 ]; then scripts/setup-slow-apps.sh; fi
+if [ "$slow" = 1 ]; then
+  scripts/setup-slow-apps.sh
+  scripts/setup-code-server.sh  # ~5 min the first time: it builds native modules
+fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy

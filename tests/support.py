@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import logging
 import os
 import re
 import socket
@@ -231,3 +232,14 @@ def without_own_reload(page: bytes, policy: bytes) -> bytes:
     allowed = re.findall(rb"script-src ([^;]*)", policy)
     assert allowed == [b"'sha256-" + digest + b"'"], policy
     return _OWN_RELOAD.sub(b"", page)
+
+
+def rproxy_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """rproxy's own warnings and errors (not the app's output, which it logs as ``[app] ...``)."""
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.name.startswith("rproxy")
+        and record.levelno >= logging.WARNING
+        and not record.getMessage().startswith("[app]")
+    ]

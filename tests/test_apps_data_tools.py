@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import re
 import sqlite3
 from collections.abc import AsyncIterator
@@ -35,7 +34,7 @@ from playwright.async_api import (
     async_playwright,
     expect,
 )
-from support import CHROMIUM, FLAGS, SLOW_APPS, ready, running, supervisor_of
+from support import CHROMIUM, FLAGS, SLOW_APPS, ready, rproxy_warnings, running, supervisor_of
 from yarl import URL
 
 from rproxy.supervisor import ChildState
@@ -45,17 +44,6 @@ pytestmark = pytest.mark.slow
 PREFIX = "/user/me/"
 HUB = "hub.example.org"  # a hub's public name: the browser maps it to 127.0.0.1
 TIMEOUT = 30_000  # milliseconds, for any one thing a page should show
-
-
-def rproxy_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
-    """rproxy's own warnings and errors (not the app's output, which it logs as ``[app] ...``)."""
-    return [
-        record.getMessage()
-        for record in caplog.records
-        if record.name.startswith("rproxy")
-        and record.levelno >= logging.WARNING
-        and not record.getMessage().startswith("[app]")
-    ]
 
 
 async def test_datasette_runs_sql_and_pages_under_the_prefix(
