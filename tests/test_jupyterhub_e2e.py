@@ -24,13 +24,13 @@ import re
 import secrets
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page, async_playwright, expect
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 from support import (
     CHILD,
@@ -53,11 +53,22 @@ CULL_TIMEOUT = 6  # seconds without activity before the idle culler stops a serv
 CULL_EVERY = 2
 DEMO = [sys.executable, str(ROOT / "examples" / "demo" / "app.py"), "--port", "{port}"]
 BIN = Path(sys.executable).parent  # .venv's, which has the apps that are not Jupyter
+TEST_APPS = ROOT / "tests" / "apps"
 APPS = {  # docs/apps.md's commands, by the start of the user's name
-    "panel-": [str(BIN / "panel"), "serve", str(ROOT / "tests" / "apps" / "panel_app.py"),
+    "panel-": [str(BIN / "panel"), "serve", str(TEST_APPS / "panel_app.py"),
                "--address", "127.0.0.1", "--port", "{port}"],
     "streamlit-": [str(BIN / "streamlit"), "hello", "--server.port", "{port}",
                    "--server.headless", "true"],
+    "bokeh-": [str(BIN / "bokeh"), "serve", str(TEST_APPS / "bokeh_app.py"),
+               "--address", "127.0.0.1", "--port", "{port}"],
+    "marimo-": [str(BIN / "marimo"), "run", str(TEST_APPS / "marimo_notebook.py"),
+                "--host", "127.0.0.1", "--port", "{port}", "--headless", "--no-token"],
+    "gradio-": ["env", "GRADIO_ANALYTICS_ENABLED=False", sys.executable,
+                str(TEST_APPS / "gradio_app.py"), "--port", "{port}", "--root-path", "{base_url}"],
+    "dash-": [sys.executable, str(TEST_APPS / "dash_app.py"), "--port", "{port}",
+              "--requests-prefix", "{base_url}/"],
+    "voila-": [str(BIN / "voila"), str(TEST_APPS / "voila_widgets.ipynb"), "--port={port}",
+               "--no-browser", "--Voila.base_url={base_url}/", "--Voila.server_url=/"],
 }  # fmt: skip
 ADMIN_TOKEN = secrets.token_hex(16)
 HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
@@ -633,15 +644,47 @@ async def test_jupyter_in_place_of_jupyterhub_singleuser(
     await context.close()
 
 
+async def _click(page: Page, button: str, after: str) -> None:
+    await page.click(button)
+    await page.wait_for_selector(f"text={after}", timeout=30_000)
+
+
+async def _gradio(page: Page) -> None:
+    await page.locator("#name textarea").fill("Ann")
+    await page.get_by_role("button", name="Submit").click()
+    greeting = page.locator("#greeting textarea")
+    await expect(greeting).to_have_value("Hello, Ann! (from gradio)", timeout=30_000)
+
+
+async def _dash(page: Page) -> None:
+    await page.locator("#name").fill("Ann")
+    await expect(page.locator("#greeting")).to_have_text("Hello, Ann! (from dash)", timeout=30_000)
+
+
+_SLOW = pytest.mark.slow  # tested standalone in CI; on a hub in the slower group
+
+
 @pytest.mark.parametrize(
-    ("user", "path", "before", "click", "after"),
+    ("user", "path", "before", "interact"),
     [
         # Panel: a button whose Python callback, over the WebSocket, changes the page
-        pytest.param("panel-ann", "panel_app", "Server says: 3", ".add-one button",
-                     "Server says: 4", id="panel"),
+        pytest.param("panel-ann", "panel_app", "Server says: 3",
+                     lambda p: _click(p, ".add-one button", "Server says: 4"), id="panel"),
         # Streamlit: its page is drawn from the WebSocket's messages; a link in it loads a demo
-        pytest.param("streamlit-ann", "", "Welcome to Streamlit", "text=Plotting demo",
-                     "Plotting demo", id="streamlit"),
+        pytest.param("streamlit-ann", "", "Welcome to Streamlit",
+                     lambda p: _click(p, "text=Plotting demo", "Plotting demo"), id="streamlit"),
+        pytest.param("bokeh-ann", "bokeh_app", "Clicked 0 times",
+                     lambda p: _click(p, ".click-me button", "Clicked 1 times"), id="bokeh",
+                     marks=_SLOW),
+        pytest.param("marimo-ann", "", "marimo says 42, clicked 0 times",
+                     lambda p: _click(p, "button:has-text('Add one')", "clicked 1 times"),
+                     id="marimo", marks=_SLOW),
+        pytest.param("gradio-ann", "", "rproxy gradio test", _gradio, id="gradio", marks=_SLOW),
+        pytest.param("dash-ann", "", "Hello, nobody! (from dash)", _dash, id="dash", marks=_SLOW),
+        # Voila: an ipywidgets button whose callback runs in the kernel, over its WebSocket
+        pytest.param("voila-ann", "", "voila says 42, clicked 0 times",
+                     lambda p: _click(p, "button:has-text('Add one')", "clicked 1 times"),
+                     id="voila", marks=_SLOW),
     ],
 )  # fmt: skip
 async def test_apps_that_are_not_jupyter_on_the_hub(
@@ -651,13 +694,13 @@ async def test_apps_that_are_not_jupyter_on_the_hub(
     user: str,
     path: str,
     before: str,
-    click: str,
-    after: str,
+    interact: Callable[[Page], Awaitable[None]],
 ) -> None:
     """docs/apps.md's recipes with the prefix stripped, spawned by the hub, in Chromium reaching
     the hub by a host name: the user logs in, the app renders, no request under the server's
-    prefix fails, its WebSocket connects there, and an interaction makes a round trip. On the
-    5.x hub in the slower group only."""
+    prefix fails, its WebSocket (if it has one) connects there, and an interaction makes a round
+    trip. Panel and Streamlit in CI on the newest hub; the others, and the 5.x hub, in the
+    slower group."""
     _newest_hub_only_unless_slow(hub)
     await _start(hub, admin, user)
     base = hub.url.with_host(JUPYTER_HOST)
@@ -671,11 +714,11 @@ async def test_apps_that_are_not_jupyter_on_the_hub(
     await _log_in(page, base, user)
     await page.goto(ours + path)
     await page.wait_for_selector(f"text={before}", timeout=30_000)
-    await page.click(click)
-    await page.wait_for_selector(f"text={after}", timeout=30_000)
+    await interact(page)
     await page.screenshot(path=str(hub.log.parent / f"{user}.png"))
     failures = [f for f in failed if f.partition(" ")[2].startswith(ours)]
     assert [f for f in failures if not f.startswith("net::ERR_ABORTED ")] == []
-    assert sockets
     assert all(URL(socket).path.startswith(f"/user/{user}/") for socket in sockets), sockets
+    if user.startswith(("panel-", "streamlit-", "bokeh-", "marimo-", "voila-")):
+        assert sockets  # their pages live on a WebSocket
     await context.close()
