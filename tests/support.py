@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import logging
 import os
 import re
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -243,3 +245,14 @@ def rproxy_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
         and record.levelno >= logging.WARNING
         and not record.getMessage().startswith("[app]")
     ]
+
+
+def fruit_db(path: Path) -> Path:
+    """A small SQLite database for Datasette: table fruit (name, colour), four rows."""
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("CREATE TABLE fruit (name TEXT PRIMARY KEY, colour TEXT)")
+        db.executemany(
+            "INSERT INTO fruit VALUES (?, ?)",
+            [("apple", "red"), ("banana", "yellow"), ("cherry", "red"), ("kiwi", "green")],
+        )
+    return path

@@ -20,9 +20,7 @@ any of them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
-import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -34,13 +32,23 @@ from playwright.async_api import (
     async_playwright,
     expect,
 )
-from support import CHROMIUM, FLAGS, SLOW_APPS, ready, rproxy_warnings, running, supervisor_of
+from support import (
+    CHROMIUM,
+    FLAGS,
+    SLOW_APPS,
+    fruit_db,
+    ready,
+    rproxy_warnings,
+    running,
+    supervisor_of,
+)
 from yarl import URL
 
 from rproxy.supervisor import ChildState
 
 pytestmark = pytest.mark.slow
 
+APPS = Path(__file__).parent / "apps"
 PREFIX = "/user/me/"
 HUB = "hub.example.org"  # a hub's public name: the browser maps it to 127.0.0.1
 TIMEOUT = 30_000  # milliseconds, for any one thing a page should show
@@ -49,13 +57,7 @@ TIMEOUT = 30_000  # milliseconds, for any one thing a page should show
 async def test_datasette_runs_sql_and_pages_under_the_prefix(
     browser: Browser, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    database = tmp_path / "fruit.db"
-    with contextlib.closing(sqlite3.connect(database)) as db, db:
-        db.execute("CREATE TABLE fruit (name TEXT PRIMARY KEY, colour TEXT)")
-        db.executemany(
-            "INSERT INTO fruit VALUES (?, ?)",
-            [("apple", "red"), ("banana", "yellow"), ("cherry", "red"), ("kiwi", "green")],
-        )
+    database = fruit_db(tmp_path / "fruit.db")
     command = [str(SLOW_APPS / "datasette"), "serve", str(database), "--uds", "{unix_socket}",
                "--setting", "base_url", "{base_url}/"]  # fmt: skip
     async with running("--prefix", PREFIX, "--unix-socket", "--", *command) as (url, launcher):
@@ -98,31 +100,10 @@ async def test_datasette_runs_sql_and_pages_under_the_prefix(
     assert traffic.sockets == []  # Datasette has no WebSocket
 
 
-SHINY_APP = """\
-from shiny import App, render, ui
-
-app_ui = ui.page_fluid(
-    ui.h2("rproxy shiny test"),
-    ui.input_text("name", "Name", "world"),
-    ui.output_code("greeting"),
-)
-
-
-def server(input, output, session):
-    @render.code
-    def greeting():
-        return f"Hello, {input.name()}! (from shiny)"
-
-
-app = App(app_ui, server)
-"""
-
-
 async def test_shiny_answers_an_input_over_its_websocket(
     browser: Browser, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    app = tmp_path / "app.py"
-    app.write_text(SHINY_APP)
+    app = APPS / "shiny_app.py"
     command = [str(SLOW_APPS / "shiny"), "run", str(app), "--host", "127.0.0.1", "--port", "{port}"]
     async with running("--prefix", PREFIX, "--", *command) as (url, launcher):
         await ready(launcher)
@@ -152,24 +133,12 @@ async def test_shiny_answers_an_input_over_its_websocket(
     assert any(URL(u).path.startswith(f"{PREFIX}lib/shiny") for u in urls), urls
 
 
-WRITE_EVENTS = """\
-import sys
-from tensorboard.summary import Writer
-
-for run, scale in (("alpha-run", 1.0), ("beta-run", 2.0)):
-    writer = Writer(f"{sys.argv[1]}/{run}")
-    for step in range(20):
-        writer.add_scalar("loss", scale / (step + 1), step)
-    writer.close()
-"""
-
-
 async def test_tensorboard_draws_the_runs_of_an_event_log(
     browser: Browser, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     logs = tmp_path / "logs"
     writer = await asyncio.create_subprocess_exec(
-        str(SLOW_APPS / "python"), "-c", WRITE_EVENTS, str(logs)
+        str(SLOW_APPS / "python"), str(APPS / "tensorboard_events.py"), str(logs)
     )
     assert await asyncio.wait_for(writer.wait(), timeout=60) == 0
     command = [str(SLOW_APPS / "tensorboard"), "--logdir", str(logs), "--host", "127.0.0.1",

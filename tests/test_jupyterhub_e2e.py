@@ -36,9 +36,11 @@ from support import (
     CHILD,
     CHROMIUM,
     FLAGS,
+    SLOW_APPS,
     SLOW_TESTS,
     alive,
     free_port,
+    fruit_db,
     raw_exchange,
     status_of,
     wait_for_server,
@@ -54,22 +56,41 @@ CULL_EVERY = 2
 DEMO = [sys.executable, str(ROOT / "examples" / "demo" / "app.py"), "--port", "{port}"]
 BIN = Path(sys.executable).parent  # .venv's, which has the apps that are not Jupyter
 TEST_APPS = ROOT / "tests" / "apps"
-APPS = {  # docs/apps.md's commands, by the start of the user's name
-    "panel-": [str(BIN / "panel"), "serve", str(TEST_APPS / "panel_app.py"),
-               "--address", "127.0.0.1", "--port", "{port}"],
-    "streamlit-": [str(BIN / "streamlit"), "hello", "--server.port", "{port}",
-                   "--server.headless", "true"],
-    "bokeh-": [str(BIN / "bokeh"), "serve", str(TEST_APPS / "bokeh_app.py"),
-               "--address", "127.0.0.1", "--port", "{port}"],
-    "marimo-": [str(BIN / "marimo"), "run", str(TEST_APPS / "marimo_notebook.py"),
-                "--host", "127.0.0.1", "--port", "{port}", "--headless", "--no-token"],
-    "gradio-": ["env", "GRADIO_ANALYTICS_ENABLED=False", sys.executable,
-                str(TEST_APPS / "gradio_app.py"), "--port", "{port}", "--root-path", "{base_url}"],
-    "dash-": [sys.executable, str(TEST_APPS / "dash_app.py"), "--port", "{port}",
-              "--requests-prefix", "{base_url}/"],
-    "voila-": [str(BIN / "voila"), str(TEST_APPS / "voila_widgets.ipynb"), "--port={port}",
-               "--no-browser", "--Voila.base_url={base_url}/", "--Voila.server_url=/"],
-}  # fmt: skip
+
+
+def _apps(data: Path) -> dict[str, tuple[list[str], list[str]]]:
+    """docs/apps.md's commands by the start of the user's name: rproxy's options, the app's
+    command; the slower group's data (a database, an event log) in ``data``."""
+    slow = SLOW_APPS
+    return {
+        "panel-": ([], [str(BIN / "panel"), "serve", str(TEST_APPS / "panel_app.py"),
+                        "--address", "127.0.0.1", "--port", "{port}"]),
+        "streamlit-": ([], [str(BIN / "streamlit"), "hello", "--server.port", "{port}",
+                            "--server.headless", "true"]),
+        "bokeh-": ([], [str(BIN / "bokeh"), "serve", str(TEST_APPS / "bokeh_app.py"),
+                        "--address", "127.0.0.1", "--port", "{port}"]),
+        "marimo-": ([], [str(BIN / "marimo"), "run", str(TEST_APPS / "marimo_notebook.py"),
+                         "--host", "127.0.0.1", "--port", "{port}", "--headless", "--no-token"]),
+        "gradio-": (["--ready-timeout", "60"],
+                    ["env", "GRADIO_ANALYTICS_ENABLED=False", sys.executable,
+                     str(TEST_APPS / "gradio_app.py"), "--port", "{port}",
+                     "--root-path", "{base_url}"]),
+        "dash-": ([], [sys.executable, str(TEST_APPS / "dash_app.py"), "--port", "{port}",
+                       "--requests-prefix", "{base_url}/"]),
+        "voila-": (["--ready-timeout", "60"],
+                   [str(BIN / "voila"), str(TEST_APPS / "voila_widgets.ipynb"), "--port={port}",
+                    "--no-browser", "--Voila.base_url={base_url}/", "--Voila.server_url=/"]),
+        "datasette-": (["--unix-socket"],
+                       [str(slow / "datasette"), "serve", str(data / "fruit.db"),
+                        "--uds", "{unix_socket}", "--setting", "base_url", "{base_url}/"]),
+        "shiny-": (["--unix-socket"],
+                   [str(slow / "uvicorn"), "shiny_app:app", "--app-dir", str(TEST_APPS),
+                    "--uds", "{unix_socket}"]),
+        "tensorboard-": ([], [str(slow / "tensorboard"), "--logdir", str(data / "logs"),
+                              "--host", "127.0.0.1", "--port", "{port}", "--load_fast=false"]),
+    }  # fmt: skip
+
+
 ADMIN_TOKEN = secrets.token_hex(16)
 HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 LOGIN_COOKIE = "rproxy-jupyterhub-user-{}"  # rproxy's, for the OAuth client of user {}'s server
@@ -128,8 +149,9 @@ def _per_server(spawner):
         if spawner.user.name.startswith(start):
             for name, value in _jupyter(spawner, app).items():
                 setattr(spawner, name, value)
-    for start, args in {apps!r}.items():  # apps that are not Jupyter, as docs/apps.md runs them
+    for start, (options, args) in {apps!r}.items():  # not Jupyter, as docs/apps.md runs them
         if spawner.user.name.startswith(start):
+            spawner.cmd = [*spawner.cmd, *options]
             spawner.args = ["--", *args]
 
 c.Spawner.pre_spawn_hook = _per_server
@@ -172,11 +194,16 @@ def hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         proxy_token=proxy_token, state=state, rproxy=str(where / "rproxy"), demo=DEMO,
         jupyter=str(where / "jupyter"),
         root=str(ROOT), admin_token=ADMIN_TOKEN, child=CHILD, python=str(where / "python"),
-        cull_timeout=CULL_TIMEOUT, cull_every=CULL_EVERY, apps=APPS,
+        cull_timeout=CULL_TIMEOUT, cull_every=CULL_EVERY, apps=_apps(state / "data"),
     )  # fmt: skip
     (state / "jupyterhub_config.py").write_text(config)
     # JupyterLab asks to rebuild itself, in a dialog over the page, when an installed package
     # brings an old-style extension (dash does); the tests' users have no use for that
+    if SLOW_TESTS:  # the data of the slower group's apps: Datasette's database, an event log
+        (state / "data").mkdir()
+        fruit_db(state / "data" / "fruit.db")
+        events = [str(SLOW_APPS / "python"), str(TEST_APPS / "tensorboard_events.py")]
+        subprocess.run([*events, str(state / "data" / "logs")], check=True, timeout=60)
     labconfig = state / "jupyter" / "labconfig"
     labconfig.mkdir(parents=True)
     (labconfig / "page_config.json").write_text('{"buildCheck": false, "buildAvailable": false}')
@@ -661,6 +688,26 @@ async def _dash(page: Page) -> None:
     await expect(page.locator("#greeting")).to_have_text("Hello, Ann! (from dash)", timeout=30_000)
 
 
+async def _datasette(page: Page) -> None:  # a table, then its next page: the prefix once
+    await page.goto(page.url + "fruit/fruit?_size=1")
+    await page.get_by_role("link", name="Next page").click()
+    await expect(page.get_by_text("banana", exact=True)).to_be_visible(timeout=30_000)
+    path = URL(page.url).path
+    assert path.endswith("/fruit/fruit")
+    assert path.count("/user/") == 1, path  # Datasette's base_url, rproxy's prefix: not twice
+
+
+async def _shiny(page: Page) -> None:  # the server's output follows the input
+    await page.locator("#name").fill("Ann")
+    await expect(page.locator("#greeting")).to_have_text("Hello, Ann! (from shiny)", timeout=30_000)
+
+
+async def _tensorboard(page: Page) -> None:  # the loss chart of both runs
+    card = page.locator("scalar-card", has_text="loss")
+    await expect(card.locator("line-chart")).to_be_visible(timeout=30_000)
+    await expect(card.locator("tb-data-table-content-row")).to_have_count(2, timeout=30_000)
+
+
 _SLOW = pytest.mark.slow  # tested standalone in CI; on a hub in the slower group
 
 
@@ -685,6 +732,12 @@ _SLOW = pytest.mark.slow  # tested standalone in CI; on a hub in the slower grou
         pytest.param("voila-ann", "", "voila says 42, clicked 0 times",
                      lambda p: _click(p, "button:has-text('Add one')", "clicked 1 times"),
                      id="voila", marks=_SLOW),
+        # the apps of .cache/slow-apps (scripts/setup-slow-apps.sh)
+        pytest.param("datasette-ann", "", "4 rows in 1 table", _datasette, id="datasette",
+                     marks=_SLOW),
+        pytest.param("shiny-ann", "", "rproxy shiny test", _shiny, id="shiny", marks=_SLOW),
+        pytest.param("tensorboard-ann", "", "alpha-run", _tensorboard, id="tensorboard",
+                     marks=_SLOW),
     ],
 )  # fmt: skip
 async def test_apps_that_are_not_jupyter_on_the_hub(
@@ -719,6 +772,6 @@ async def test_apps_that_are_not_jupyter_on_the_hub(
     failures = [f for f in failed if f.partition(" ")[2].startswith(ours)]
     assert [f for f in failures if not f.startswith("net::ERR_ABORTED ")] == []
     assert all(URL(socket).path.startswith(f"/user/{user}/") for socket in sockets), sockets
-    if user.startswith(("panel-", "streamlit-", "bokeh-", "marimo-", "voila-")):
+    if user.startswith(("panel-", "streamlit-", "bokeh-", "marimo-", "voila-", "shiny-")):
         assert sockets  # their pages live on a WebSocket
     await context.close()
