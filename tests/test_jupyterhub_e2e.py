@@ -30,6 +30,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from jupyter_pages import run_one_plus_one
 from playwright.async_api import Browser, Page, async_playwright, expect
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 from support import (
@@ -591,25 +592,6 @@ def _record_failures(page: Page, failed: list[str]) -> None:
     page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
 
 
-async def _run_one_plus_one(page: Page) -> str:
-    """Type 1+1 in the notebook's first cell, run it, return its output.
-
-    Jupyter runs nothing (the prompt stays ``[ ]``) when the cell is run before the new kernel's
-    WebSocket is connected, and the page shows no sign of that moment that is the same in
-    JupyterLab and Notebook 7: so the cell is run again until it answers, at most six times."""
-    cell = page.locator(".jp-Notebook .jp-Cell .cm-content").first
-    await cell.click(timeout=60_000)
-    await page.keyboard.type("1+1")
-    output = page.locator(".jp-OutputArea-output").first
-    for _ in range(6):
-        await cell.click()
-        await page.keyboard.press("Control+Enter")  # run the cell, stay on it
-        with contextlib.suppress(PlaywrightTimeout):
-            await output.wait_for(timeout=10_000)
-            break
-    return await output.inner_text(timeout=1_000)
-
-
 @pytest.mark.parametrize(
     ("user", "app"),
     [
@@ -647,7 +629,7 @@ async def test_jupyter_in_place_of_jupyterhub_singleuser(
         select = notebook.get_by_role("button", name="Select Kernel")
         with contextlib.suppress(PlaywrightTimeout):  # asked only when there is a choice
             await select.click(timeout=10_000)
-    assert await _run_one_plus_one(notebook) == "2"  # through the kernel's WebSocket
+    assert await run_one_plus_one(notebook) == "2"  # through the kernel's WebSocket
     await notebook.screenshot(path=str(hub.log.parent / f"{user}.png"))
     # every request of the app's that failed, but those the page cancelled itself (a poll that
     # a newer one replaced: net::ERR_ABORTED)
