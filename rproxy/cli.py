@@ -263,6 +263,8 @@ def run(config: Config, *, reuse_port: bool = False) -> int:
         level=config.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if config.log_level != "DEBUG":  # importing jupyterhub loads alembic, which says so at INFO
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         with asyncio.Runner(loop_factory=_fast_loop_factory()) as runner:
             return runner.run(serve(config, reuse_port=reuse_port))

@@ -340,6 +340,9 @@ async def test_a_user_logs_in_through_oauth_and_reaches_the_app(
             assert response.headers["X-JupyterHub-Version"]
             overview = await response.json()
         assert (overview["mode"], overview["user"]) == ("jupyterhub", "alice")
+    # rproxy's log (the spawner's output, in the hub's) has none of the INFO lines alembic writes
+    # when jupyterhub is imported
+    assert not re.search(r"^\S+ \S+ INFO alembic", hub.log.read_text(), re.MULTILINE)
 
 
 async def test_others_are_refused_on_http_and_websocket(
