@@ -1,5 +1,6 @@
 """Shared fixtures: real upstream servers and real rproxy instances on 127.0.0.1, random ports,
-and headless Chromium (``browser``). Tests marked ``slow`` are skipped unless
+and headless Chromium (``browser``, and ``hub_browser``, which reaches 127.0.0.1 by a host name as
+a hub user's browser reaches the hub). Tests marked ``slow`` are skipped unless
 ``RPROXY_SLOW_TESTS=1`` (``scripts/test.sh --slow`` sets it, after installing their apps).
 
 ``start_proxy`` runs rproxy exactly as the command line does (``make_runner``), so connection
@@ -16,7 +17,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser, async_playwright
-from support import CHROMIUM, FLAGS, SLOW_TESTS, StartProxy, StartUpstream, listen
+from support import CHROMIUM, FLAGS, HUB_HOST, SLOW_TESTS, StartProxy, StartUpstream, listen
 from yarl import URL
 
 from rproxy.app import make_runner
@@ -88,6 +89,19 @@ async def browser() -> AsyncIterator[Browser]:
     """Debian's headless Chromium, through Playwright."""
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@pytest.fixture
+async def hub_browser() -> AsyncIterator[Browser]:
+    """Debian's headless Chromium, which finds ``HUB_HOST`` at 127.0.0.1: the Host header and the
+    origin are a public name's, as a hub user's browser sends them, not localhost's."""
+    rules = f"--host-resolver-rules=MAP {HUB_HOST} 127.0.0.1"
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=[*FLAGS, rules])
         try:
             yield browser
         finally:

@@ -5,18 +5,22 @@ that failed, those that went to another origin, and the page's WebSockets with t
 received. ``check(prefix)`` then asserts what every app test asserts: nothing failed, nothing left
 the prefix (but the browser's own /favicon.ico), nothing went elsewhere, every WebSocket is under
 the prefix; ``live_socket()`` that the page's one WebSocket is open and has carried messages.
+``watched_page(browser, origin)`` opens a page with its traffic watched, adds what failed to the
+message of an assertion that fails in it, and closes the page.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import AsyncIterator, Collection
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
-from playwright.async_api import Page, Request, Response, WebSocket
+from playwright.async_api import Browser, Page, Request, Response, WebSocket
 from yarl import URL
 
-__all__ = ["PageTraffic"]
+__all__ = ["PageTraffic", "watched_page"]
 
 # Chromium asks for /favicon.ico at the site's root on its own when a page names no icon: a 404
 # standalone (outside the prefix), the hub's answer on a hub; never the app's request
@@ -109,3 +113,20 @@ class PageTraffic:
         assert not socket.is_closed()
         assert self.frames[socket.url] > 0
         return socket
+
+
+@asynccontextmanager
+async def watched_page(
+    browser: Browser, origin: URL, **options: Any
+) -> AsyncIterator[tuple[Page, PageTraffic]]:
+    """A new page of ``browser`` (``options`` as ``new_page`` takes them) and its traffic to
+    ``origin``; a failed assertion inside gets the failed requests in its message."""
+    page = await browser.new_page(**options)
+    traffic = PageTraffic.watch(page, origin)
+    try:
+        yield page, traffic
+    except AssertionError as error:
+        error.add_note(traffic.problems())
+        raise
+    finally:
+        await page.close()

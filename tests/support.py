@@ -34,6 +34,9 @@ from rproxy.supervisor import ChildState, Supervisor
 
 SLOW_APPS = Path(__file__).parents[1] / ".cache" / "slow-apps" / "bin"  # scripts/setup-slow-apps.sh
 SLOW_TESTS = os.environ.get("RPROXY_SLOW_TESTS") == "1"  # scripts/test.sh --slow: the slower group
+HUB_HOST = (
+    "hub.example.org"  # a public host name, as a hub's: ``hub_browser`` finds it at 127.0.0.1
+)
 CHROMIUM = "/usr/bin/chromium"  # Debian's package, installed by scripts/test.sh
 FLAGS = [  # headless, and nothing that reaches for the network on its own
     "--headless",

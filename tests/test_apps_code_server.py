@@ -30,17 +30,16 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from page_traffic import PageTraffic
+from page_traffic import watched_page
 from playwright.async_api import (
     Browser,
-    async_playwright,
     expect,
 )
-from support import CHROMIUM, FLAGS, ready, rproxy_warnings, running
+from support import HUB_HOST, ready, rproxy_warnings, running
 from yarl import URL
 
 pytestmark = pytest.mark.slow
@@ -52,24 +51,11 @@ ENTRY = CODE_SERVER / "app" / "node_modules" / "code-server" / "out" / "node" / 
 WORKBENCH_CSS = ENTRY.parents[2] / "lib/vscode/out/vs/code/browser/workbench/workbench.css"
 
 PREFIX = "/user/me/"
-HUB = "hub.example.org"  # a hub's public name: the browser maps it to 127.0.0.1
+HUB = HUB_HOST  # the hub_browser maps it to 127.0.0.1
 TIMEOUT = 60_000  # milliseconds: the workbench parses 19 MB of JavaScript before it shows
 GALLERY = "open-vsx.org"  # code-server's extension gallery, which the page asks on its own
 # code-server's own 404s, the same without rproxy: vsda is not shipped in code-server
 VSDA = {"vsda.js", "vsda_bg.wasm"}
-
-
-@pytest.fixture
-async def hub_browser() -> AsyncIterator[Browser]:
-    """Headless Chromium that finds ``HUB`` at 127.0.0.1, as a hub user's browser finds the hub."""
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM, args=[*FLAGS, f"--host-resolver-rules=MAP {HUB} 127.0.0.1"]
-        )
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 @pytest.fixture
@@ -113,9 +99,10 @@ async def test_code_server_edits_a_file_and_runs_a_terminal_by_a_host_name(
     async with running(*options, "--", *command) as (url, launcher):
         await ready(launcher)
         site = URL.build(scheme="http", host=HUB, port=url.port)
-        page = await hub_browser.new_page(viewport={"width": 1400, "height": 900})
-        traffic = PageTraffic.watch(page, site)
-        try:
+        async with watched_page(hub_browser, site, viewport={"width": 1400, "height": 900}) as (
+            page,
+            traffic,
+        ):
             await page.goto(str(site.with_path(PREFIX)))
             # code-server sends / to ./?folder=<the folder it opened>: relative, so under the prefix
             await expect(page).to_have_url(
@@ -154,11 +141,6 @@ async def test_code_server_edits_a_file_and_runs_a_terminal_by_a_host_name(
             assert written.read_text() == "terminal-ok\n"
             [css] = [r for r in traffic.responses if URL(r.url).name == "workbench.css"]
             css_body = await css.body()
-        except AssertionError as error:
-            error.add_note(traffic.problems())
-            raise
-        finally:
-            await page.close()
         assert rproxy_warnings(caplog) == []
 
     # code-server's own 404s (vsda), and its extension gallery, are the same without rproxy

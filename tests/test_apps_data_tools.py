@@ -21,20 +21,17 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
-from page_traffic import PageTraffic
+from page_traffic import watched_page
 from playwright.async_api import (
     Browser,
-    async_playwright,
     expect,
 )
 from support import (
-    CHROMIUM,
-    FLAGS,
+    HUB_HOST,
     SLOW_APPS,
     fruit_db,
     ready,
@@ -50,7 +47,7 @@ pytestmark = pytest.mark.slow
 
 APPS = Path(__file__).parent / "apps"
 PREFIX = "/user/me/"
-HUB = "hub.example.org"  # a hub's public name: the browser maps it to 127.0.0.1
+HUB = HUB_HOST  # the hub_browser maps it to 127.0.0.1
 TIMEOUT = 30_000  # milliseconds, for any one thing a page should show
 
 
@@ -63,9 +60,7 @@ async def test_datasette_runs_sql_and_pages_under_the_prefix(
     async with running("--prefix", PREFIX, "--unix-socket", "--", *command) as (url, launcher):
         await ready(launcher)
         base = str(url.with_path(PREFIX))
-        page = await browser.new_page()
-        traffic = PageTraffic.watch(page, url.origin())
-        try:
+        async with watched_page(browser, url.origin()) as (page, traffic):
             await page.goto(base)
             await expect(page.get_by_text("4 rows in 1 table")).to_be_visible(timeout=TIMEOUT)
             await page.get_by_role("link", name="fruit", exact=True).first.click()
@@ -89,11 +84,6 @@ async def test_datasette_runs_sql_and_pages_under_the_prefix(
             await expect(cells.first).to_have_text("banana", timeout=TIMEOUT)
             assert URL(page.url).path == f"{PREFIX}fruit/fruit"
             assert URL(page.url).query["_next"] == "apple"
-        except AssertionError as error:
-            error.add_note(traffic.problems())
-            raise
-        finally:
-            await page.close()
         assert rproxy_warnings(caplog) == []
     urls = traffic.check(PREFIX)
     assert any(URL(u).path.startswith(f"{PREFIX}-/static/codemirror") for u in urls), urls
@@ -107,9 +97,7 @@ async def test_shiny_answers_an_input_over_its_websocket(
     command = [str(SLOW_APPS / "shiny"), "run", str(app), "--host", "127.0.0.1", "--port", "{port}"]
     async with running("--prefix", PREFIX, "--", *command) as (url, launcher):
         await ready(launcher)
-        page = await browser.new_page()
-        traffic = PageTraffic.watch(page, url.origin())
-        try:
+        async with watched_page(browser, url.origin()) as (page, traffic):
             await page.goto(str(url.with_path(PREFIX)))
             await expect(page.get_by_role("heading", name="rproxy shiny test")).to_be_visible(
                 timeout=TIMEOUT
@@ -123,11 +111,6 @@ async def test_shiny_answers_an_input_over_its_websocket(
             assert URL(socket.url).path == f"{PREFIX}websocket/"
             assert not socket.is_closed()
             assert traffic.frames[socket.url] >= 2  # the first output, then the changed one
-        except AssertionError as error:
-            error.add_note(traffic.problems())
-            raise
-        finally:
-            await page.close()
         assert rproxy_warnings(caplog) == []
     urls = traffic.check(PREFIX)
     assert any(URL(u).path.startswith(f"{PREFIX}lib/shiny") for u in urls), urls
@@ -145,9 +128,7 @@ async def test_tensorboard_draws_the_runs_of_an_event_log(
                "--port", "{port}", "--load_fast=false"]  # fmt: skip
     async with running("--prefix", PREFIX, "--", *command) as (url, launcher):
         await ready(launcher)
-        page = await browser.new_page()
-        traffic = PageTraffic.watch(page, url.origin())
-        try:
+        async with watched_page(browser, url.origin()) as (page, traffic):
             await page.goto(str(url.with_path(PREFIX)))
             runs = page.locator("runs-selector tb-data-table-content-row")
             await expect(runs).to_have_text(["alpha-run", "beta-run"], timeout=TIMEOUT)
@@ -159,28 +140,10 @@ async def test_tensorboard_draws_the_runs_of_an_event_log(
                  re.compile(r"beta-run\s*\S+\s*0\.1\s*19\s")],
                 timeout=TIMEOUT,
             )  # fmt: skip
-        except AssertionError as error:
-            error.add_note(traffic.problems())
-            raise
-        finally:
-            await page.close()
         assert rproxy_warnings(caplog) == []
     urls = traffic.check(PREFIX)
     assert any(URL(u).path.endswith("/plugin/timeseries/timeSeries") for u in urls), urls
     assert traffic.sockets == []  # TensorBoard has no WebSocket
-
-
-@pytest.fixture
-async def hub_browser() -> AsyncIterator[Browser]:
-    """Headless Chromium that finds ``HUB`` at 127.0.0.1, as a hub user's browser finds the hub."""
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM, args=[*FLAGS, f"--host-resolver-rules=MAP {HUB} 127.0.0.1"]
-        )
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 @pytest.mark.timeout(240)  # MLflow took up to 65 s to start here, and may take 10 s to stop
@@ -200,9 +163,7 @@ async def test_mlflow_by_a_host_name_creates_an_experiment(
         assert launcher.supervisor is None  # {origin_host}: it starts on the first request
         site = URL.build(scheme="http", host=HUB, port=url.port)
         base = str(site.with_path(PREFIX))
-        page = await hub_browser.new_page()
-        traffic = PageTraffic.watch(page, site)
-        try:
+        async with watched_page(hub_browser, site) as (page, traffic):
             # /user/me/ itself: at an address with #..., Chromium does not reload the "Starting…"
             # page by itself (docs/apps.md).
             response = await page.goto(base)
@@ -228,11 +189,6 @@ async def test_mlflow_by_a_host_name_creates_an_experiment(
                 re.compile(re.escape(f"{base}#/experiments/") + r"\d+/"), timeout=TIMEOUT
             )
             experiment = page.url.split("#/experiments/")[1].split("/")[0]
-        except AssertionError as error:
-            error.add_note(traffic.problems())
-            raise
-        finally:
-            await page.close()
         # The same experiment through MLflow's REST API, reached through rproxy by the hub's name.
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http,

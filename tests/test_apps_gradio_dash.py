@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from page_traffic import PageTraffic
+from page_traffic import watched_page
 from playwright.async_api import Browser, expect
 from support import ready, running
 
@@ -49,9 +49,7 @@ async def test_gradio_works_under_a_prefix_with_root_path(
             *_app("gradio_app.py", "--root-path", "{base_url}")]  # fmt: skip
     async with running(*argv) as (url, launcher):
         await ready(launcher)
-        page = await browser.new_page()
-        traffic = PageTraffic.watch(page, url.origin())
-        try:
+        async with watched_page(browser, url.origin()) as (page, traffic):
             await page.goto(str(url.with_path(PREFIX)))
             await expect(page.get_by_text("rproxy gradio test")).to_be_visible(timeout=20_000)
             await page.locator("#name textarea").fill("Ann")
@@ -59,11 +57,6 @@ async def test_gradio_works_under_a_prefix_with_root_path(
             await expect(page.locator("#greeting textarea")).to_have_value(
                 "Hello, Ann! (from gradio)", timeout=20_000
             )
-        except AssertionError as error:
-            error.add_note(traffic.problems())
-            raise
-        finally:
-            await page.close()
     urls = traffic.check(PREFIX)
     base = str(url.with_path(PREFIX.rstrip("/")))
     assert any(u.startswith(f"{base}/theme.css") for u in urls), urls  # the styles
@@ -87,20 +80,13 @@ async def test_dash_works_under_a_prefix_with_its_pathname_prefix(
             *_app("dash_app.py", prefix_option, "{base_url}/")]  # fmt: skip
     async with running(*argv) as (url, launcher):
         await ready(launcher)
-        page = await browser.new_page()
-        traffic = PageTraffic.watch(page, url.origin())
-        try:
+        async with watched_page(browser, url.origin()) as (page, traffic):
             await page.goto(str(url.with_path(PREFIX)))
             greeting = page.locator("#greeting")
             # The first callback runs when the layout arrives, the second when the input changes.
             await expect(greeting).to_have_text("Hello, nobody! (from dash)", timeout=20_000)
             await page.locator("#name").fill("Ann")
             await expect(greeting).to_have_text("Hello, Ann! (from dash)", timeout=20_000)
-        except AssertionError as error:
-            error.add_note(traffic.problems())
-            raise
-        finally:
-            await page.close()
     urls = traffic.check(PREFIX)
     base = str(url.with_path(PREFIX.rstrip("/")))
     assert f"{base}/_dash-layout" in urls

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from jupyter_pages import run_one_plus_one
-from page_traffic import PageTraffic
+from page_traffic import watched_page
 from playwright.async_api import Browser
 from support import ready, rproxy_warnings, running
 from yarl import URL
@@ -51,20 +51,13 @@ async def test_jupyterlab_standalone_with_its_token(
             "--ServerApp.allow_remote_access=True"]  # fmt: skip
     async with running(*argv) as (url, launcher):
         await ready(launcher)
-        page = await browser.new_page()
-        traffic = PageTraffic.watch(page, url.origin())
-        try:
+        async with watched_page(browser, url.origin()) as (page, traffic):
             await page.goto(str(url.with_path(f"{PREFIX}lab")))
             await page.wait_for_selector("text=Password or token", timeout=30_000)  # its login
             await page.goto(str(url.with_path(f"{PREFIX}lab").with_query(token=token)))
             await page.locator(".jp-LauncherCard").first.click(timeout=60_000)  # a new notebook
             assert await run_one_plus_one(page) == "2"
             await page.screenshot(path=str(tmp_path / "jupyterlab.png"))
-        except AssertionError as error:
-            error.add_note(traffic.problems())
-            raise
-        finally:
-            await page.close()
         assert rproxy_warnings(caplog) == []
     traffic.check(PREFIX)
     kernels = [s for s in traffic.sockets if "/api/kernels/" in URL(s.url).path]

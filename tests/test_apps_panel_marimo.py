@@ -25,7 +25,7 @@ from pathlib import Path
 
 import lxml.html
 import pytest
-from page_traffic import PageTraffic
+from page_traffic import watched_page
 from playwright.async_api import Browser, Page
 from support import ready, running
 from yarl import URL
@@ -69,9 +69,7 @@ async def test_panel_and_bokeh_serve(
                "--address", "127.0.0.1", "--port", "{port}"]  # fmt: skip
     async with running(*RPROXY, "--", *command) as (url, launcher):
         await ready(launcher)
-        page = await browser.new_page()
-        seen = PageTraffic.watch(page, url.origin())
-        try:
+        async with watched_page(browser, url.origin()) as (page, seen):
             asked = await _open(page, url.with_path(PREFIX))
             await page.wait_for_selector(f"text={before}", timeout=TIMEOUT)
             await page.click(button)  # a Python callback on the server changes the page
@@ -79,8 +77,6 @@ async def test_panel_and_bokeh_serve(
             seen.check(PREFIX)
             seen.live_socket()
             assert URL(page.url).path == f"{PREFIX}{server}_app"
-        finally:
-            await page.close()
     assert asked == icon
 
 
@@ -101,9 +97,7 @@ async def test_marimo(browser: Browser, notebook: Path, mode: str) -> None:
         command.append("--skip-update-check")
     async with running(*RPROXY, "--", *command) as (url, launcher):
         await ready(launcher)
-        page = await browser.new_page()
-        seen = PageTraffic.watch(page, url.origin())
-        try:
+        async with watched_page(browser, url.origin()) as (page, seen):
             icon = await _open(page, url.with_path(PREFIX))
             if mode == "edit":
                 await page.wait_for_selector("[data-testid=cell-editor] >> text=marimo says",
@@ -117,8 +111,6 @@ async def test_marimo(browser: Browser, notebook: Path, mode: str) -> None:
             await page.wait_for_selector("text=marimo says 42, clicked 1 times", timeout=TIMEOUT)
             seen.check(PREFIX)
             seen.live_socket()
-        finally:
-            await page.close()
     assert icon == (f"{PREFIX}favicon.ico", 200)
     if mode == "edit":
         assert any(URL(u).path == f"{PREFIX}api/kernel/run" for u in seen.requests), seen.requests

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from page_traffic import PageTraffic
+from page_traffic import watched_page
 from playwright.async_api import Browser
 from support import ready, running
 from yarl import URL
@@ -29,9 +29,7 @@ async def test_voila_runs_a_widget_under_a_prefix(browser: Browser, tmp_path: Pa
     argv = ["--prefix", PREFIX, "--ready-timeout", "60", "--", *command]
     async with running(*argv) as (url, launcher):
         await ready(launcher)
-        page = await browser.new_page()
-        seen = PageTraffic.watch(page, url.origin())
-        try:
+        async with watched_page(browser, url.origin()) as (page, seen):
             response = await page.goto(str(url.with_path(PREFIX)), timeout=TIMEOUT)
             assert response is not None
             assert response.ok, response.status
@@ -42,5 +40,3 @@ async def test_voila_runs_a_widget_under_a_prefix(browser: Browser, tmp_path: Pa
             seen.check(PREFIX, other_hosts={"cdn.jsdelivr.net"})
             socket = seen.live_socket()
             assert URL(socket.url).path.startswith(f"{PREFIX}api/kernels/"), socket.url
-        finally:
-            await page.close()

@@ -31,12 +31,11 @@ from typing import Any
 import aiohttp
 import pytest
 from jupyter_pages import run_one_plus_one
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 from support import (
     CHILD,
-    CHROMIUM,
-    FLAGS,
+    HUB_HOST,
     SLOW_APPS,
     SLOW_TESTS,
     alive,
@@ -559,19 +558,7 @@ async def test_the_idle_culler_stops_a_server_only_anonymous_clients_knock_on(
     assert not any("Culling server cull-busy" in line for line in culler)
 
 
-JUPYTER_HOST = "jupyter.test"  # a host name, as on a real hub: Jupyter's own Host check sees it
-
-
-@pytest.fixture
-async def chromium() -> AsyncIterator[Browser]:
-    """Debian's Chromium, which reaches the hub as http://jupyter.test:<port>/."""
-    rules = f"--host-resolver-rules=MAP {JUPYTER_HOST} 127.0.0.1"
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=[*FLAGS, rules])
-        try:
-            yield browser
-        finally:
-            await browser.close()
+JUPYTER_HOST = HUB_HOST  # a host name, as on a real hub: Jupyter's own Host check sees it
 
 
 def _newest_hub_only_unless_slow(hub: Hub) -> None:
@@ -603,7 +590,7 @@ def _record_failures(page: Page, failed: list[str]) -> None:
     ],
 )
 async def test_jupyter_in_place_of_jupyterhub_singleuser(
-    hub: Hub, admin: aiohttp.ClientSession, chromium: Browser, user: str, app: str
+    hub: Hub, admin: aiohttp.ClientSession, hub_browser: Browser, user: str, app: str
 ) -> None:
     """docs/apps.md's recipe: JupyterLab (or Notebook 7) under its prefix with --no-strip-prefix,
     Jupyter's own authentication off, rproxy logging the browser in through the hub.
@@ -613,7 +600,7 @@ async def test_jupyter_in_place_of_jupyterhub_singleuser(
         _newest_hub_only_unless_slow(hub)
     await _start(hub, admin, user)  # until {prefix}api/status answers: Jupyter's own, here
     base = hub.url.with_host(JUPYTER_HOST)
-    context = await chromium.new_context()
+    context = await hub_browser.new_context()
     page = await context.new_page()
     ours = str(base / "user" / user) + "/"
     failed: list[str] = []
@@ -728,7 +715,7 @@ _SLOW = pytest.mark.slow  # tested standalone in CI; on a hub in the slower grou
 async def test_apps_that_are_not_jupyter_on_the_hub(
     hub: Hub,
     admin: aiohttp.ClientSession,
-    chromium: Browser,
+    hub_browser: Browser,
     user: str,
     path: str,
     before: str,
@@ -742,7 +729,7 @@ async def test_apps_that_are_not_jupyter_on_the_hub(
     _newest_hub_only_unless_slow(hub)
     await _start(hub, admin, user)
     base = hub.url.with_host(JUPYTER_HOST)
-    context = await chromium.new_context()
+    context = await hub_browser.new_context()
     page = await context.new_page()
     ours = str(base / "user" / user) + "/"
     failed: list[str] = []
