@@ -164,8 +164,6 @@ async def test_mlflow_by_a_host_name_creates_an_experiment(
         site = URL.build(scheme="http", host=HUB, port=url.port)
         base = str(site.with_path(PREFIX))
         async with watched_page(hub_browser, site) as (page, traffic):
-            # /user/me/ itself: at an address with #..., Chromium does not reload the "Starting…"
-            # page by itself (docs/apps.md).
             response = await page.goto(base)
             assert response is not None
             assert response.status == 503  # rproxy's "Starting…" page, which reloads itself
