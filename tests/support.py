@@ -33,6 +33,10 @@ from rproxy.launch import Launcher
 from rproxy.supervisor import ChildState, Supervisor
 
 SLOW_APPS = Path(__file__).parents[1] / ".cache" / "slow-apps" / "bin"  # scripts/setup-slow-apps.sh
+# scripts/setup-code-server.sh: code-server, and the Node major it needs (24), from npm
+CODE_SERVER = Path(__file__).parents[1] / ".cache" / "code-server"
+CODE_SERVER_NODE = CODE_SERVER / "node" / "node_modules" / ".bin" / "node"
+CODE_SERVER_ENTRY = CODE_SERVER / "app/node_modules/code-server/out/node/entry.js"
 SLOW_TESTS = os.environ.get("RPROXY_SLOW_TESTS") == "1"  # scripts/test.sh --slow: the slower group
 HUB_HOST = (
     "hub.example.org"  # a public host name, as a hub's: ``hub_browser`` finds it at 127.0.0.1

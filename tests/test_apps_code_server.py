@@ -39,15 +39,13 @@ from playwright.async_api import (
     Browser,
     expect,
 )
-from support import HUB_HOST, ready, rproxy_warnings, running
+from support import CODE_SERVER_ENTRY, CODE_SERVER_NODE, HUB_HOST, ready, rproxy_warnings, running
 from yarl import URL
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
-CODE_SERVER = ROOT / ".cache" / "code-server"  # scripts/setup-code-server.sh
-NODE = CODE_SERVER / "node" / "node_modules" / ".bin" / "node"  # Node 24, from npm's node package
-ENTRY = CODE_SERVER / "app" / "node_modules" / "code-server" / "out" / "node" / "entry.js"
+NODE = CODE_SERVER_NODE
+ENTRY = CODE_SERVER_ENTRY
 WORKBENCH_CSS = ENTRY.parents[2] / "lib/vscode/out/vs/code/browser/workbench/workbench.css"
 
 PREFIX = "/user/me/"
