@@ -26,7 +26,17 @@ from rproxy.rewriters.base import Rewriter
 from rproxy.sources import load_config
 
 
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` selects by marker
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:  # slow_on("jupyterhub-5"): slow where the parameters' id has that part
+        marker = item.get_closest_marker("slow_on")
+        callspec = getattr(item, "callspec", None)
+        if (
+            marker is not None
+            and callspec is not None
+            and any(f"-{part}-" in f"-{callspec.id}-" for part in marker.args)
+        ):
+            item.add_marker(pytest.mark.slow)
     if SLOW_TESTS:
         return
     skip = pytest.mark.skip(reason="the opt-in slower group: scripts/test.sh --slow runs it")

@@ -589,12 +589,6 @@ async def test_the_idle_culler_stops_a_server_only_anonymous_clients_knock_on(
 JUPYTER_HOST = HUB_HOST  # a host name, as on a real hub: Jupyter's own Host check sees it
 
 
-def _newest_hub_only_unless_slow(hub: Hub) -> None:
-    """What does not depend on the hub's version runs on the 5.x hub in the slower group only."""
-    if hub.version.startswith("5.") and not SLOW_TESTS:
-        pytest.skip("on JupyterHub 5 in the opt-in slower group only: scripts/test.sh --slow")
-
-
 async def _log_in(page: Page, base: URL, user: str) -> None:
     """Log in on the hub's own login page, as a person does."""
     await page.goto(str(base / "hub/login"))
@@ -617,6 +611,7 @@ def _record_failures(page: Page, failed: list[str]) -> None:
         pytest.param("nb-ann", "tree", id="notebook7"),
     ],
 )
+@pytest.mark.slow_on("jupyterhub-5")
 async def test_jupyter_in_place_of_jupyterhub_singleuser(
     hub: Hub, admin: aiohttp.ClientSession, hub_browser: Browser, user: str, app: str
 ) -> None:
@@ -624,7 +619,6 @@ async def test_jupyter_in_place_of_jupyterhub_singleuser(
     Jupyter's own authentication off, rproxy logging the browser in through the hub.
     On the 5.x hub in the slower group only: what differs there, the OAuth flow without PKCE,
     is proven in CI by the other tests of this module."""
-    _newest_hub_only_unless_slow(hub)
     await _start(hub, admin, user)  # until {prefix}api/status answers: Jupyter's own, here
     base = hub.url.with_host(JUPYTER_HOST)
     context = await hub_browser.new_context()
@@ -775,6 +769,7 @@ _SLOW = pytest.mark.slow  # tested standalone in CI; on a hub in the slower grou
                      marks=[_SLOW, pytest.mark.timeout(240)]),
     ],
 )  # fmt: skip
+@pytest.mark.slow_on("jupyterhub-5")
 async def test_apps_that_are_not_jupyter_on_the_hub(
     hub: Hub,
     admin: aiohttp.ClientSession,
@@ -788,7 +783,6 @@ async def test_apps_that_are_not_jupyter_on_the_hub(
     the hub by a host name: the user logs in, the app renders, no request under the server's
     prefix fails, its WebSocket (if it has one) connects there, and an interaction makes a round
     trip. Panel in CI on the newest hub; the others, and the 5.x hub, in the slower group."""
-    _newest_hub_only_unless_slow(hub)
     lazy = user.startswith("mlflow-")
     await _start(hub, admin, user, lazy=lazy)
     base = hub.url.with_host(JUPYTER_HOST)
