@@ -100,6 +100,7 @@ class Launcher:
         if endpoint.upstream.unix_socket:
             self._values["unix_socket"] = endpoint.upstream.unix_socket
         self._argv("localhost")  # a placeholder without a value, or no conda: fail now
+        self._warn_of_a_missing_endpoint()
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -143,6 +144,9 @@ class Launcher:
                 self.finished.set_result(1)
                 return
             cwd = str(folder)
+        path, _, query = (self._ready_under + self.child.ready_check_path).partition("?")
+        ready_url = mapper.upstream_url(Forward(path, query))
+        socket_path = self.endpoint.upstream.unix_socket
         spec = ChildSpec(
             argv=tuple(self._argv(host)),
             cwd=cwd,
@@ -151,9 +155,8 @@ class Launcher:
             backoff_max=self.child.restart_backoff_max,
             stop_grace=self.grace_period,
             log_output=self.child.logs,
+            ready_at=f"{socket_path} ({path})" if socket_path else str(ready_url),
         )
-        path, _, query = (self._ready_under + self.child.ready_check_path).partition("?")
-        ready_url = mapper.upstream_url(Forward(path, query))
         hint = self._not_found_hint(mapper.public_prefix, path)
 
         async def probe() -> bool:
@@ -172,6 +175,27 @@ class Launcher:
         self.supervisor = Supervisor(spec, probe)
         self.supervisor.finished.add_done_callback(self._pass_on_finish)
         self.supervisor.start()
+
+    def _warn_of_a_missing_endpoint(self) -> None:
+        """rproxy chose where the app listens (a free port, or a private socket): a command that
+        is not told where can never be ready there."""
+        if self.child.unix_socket:
+            needed, how = "unix_socket", "where it takes a socket path, or drop --unix-socket"
+        elif not self.child.destport:
+            needed, how = "port", "where it takes its port, or give --destport with the one it uses"
+        else:
+            return  # --destport: the command may name that port itself
+        if not command.uses(self.child.argv, needed):
+            upstream = self.endpoint.upstream
+            logger.warning(
+                "%s's command has no {%s}: rproxy waits for it at %s, which it cannot know; "
+                "add {%s} %s",
+                self._label,
+                needed,
+                upstream.unix_socket or upstream.url,
+                needed,
+                how,
+            )
 
     def _not_found_hint(self, base_url: str, path: str) -> str:
         """What to say when the app's first page is a 404: it likely cannot use the prefix."""

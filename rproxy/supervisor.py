@@ -70,6 +70,7 @@ class ChildSpec:
     backoff_max: float = 30.0
     stop_grace: float = 10.0
     log_output: bool = True
+    ready_at: str = ""  # where readiness is asked, for the messages: a URL, or a socket's
 
 
 class Supervisor:
@@ -221,7 +222,8 @@ class Supervisor:
             waited = loop.time() - began
             if waited > self.spec.ready_timeout and self.state is not ChildState.FAILED:
                 self._set_state(ChildState.FAILED)
-                self.problem = f"not ready after {self.spec.ready_timeout:g} s; still waiting"
+                at = f" at {self.spec.ready_at}" if self.spec.ready_at else ""
+                self.problem = f"not ready after {self.spec.ready_timeout:g} s{at}; still waiting"
                 logger.error("%s is %s; its last output:%s", self.name, self.problem, self._tail())
             await asyncio.sleep(pause)
             pause = min(pause * 1.5, _MAX_PROBE_PAUSE)

@@ -1,18 +1,22 @@
-"""Where and how the command is launched: Unix socket, {origin_host}, --repo, --conda-env."""
+"""Where and how the command is launched: Unix socket, {origin_host}, --repo, --conda-env, and
+a command that is not told where rproxy waits for it."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import stat
 import subprocess
 from pathlib import Path
 
 import aiohttp
 import pytest
-from support import CHILD, ready, running
+from support import CHILD, ready, running, supervisor_of
 
 from rproxy.app import make_runner
 from rproxy.cli import parse_config
 from rproxy.errors import ConfigError
+from rproxy.supervisor import ChildState
 
 
 async def test_unix_socket_command_lives_in_a_private_directory(
@@ -120,3 +124,37 @@ async def test_conda_env_runs_the_command_through_conda_run(
     async with running("--conda-env", "py311", "--", *CHILD, "--port", "{port}") as (_, launcher):
         await ready(launcher)
     assert record.read_text().startswith("run --no-capture-output --name py311 ")
+
+
+@pytest.mark.parametrize(
+    ("argv", "missing"),
+    [
+        # the app listens, on a port of its own choosing
+        pytest.param(["--", *CHILD, "--port", "0"], "{port}", id="no-port"),
+        pytest.param(["--unix-socket", "--", *CHILD, "--port", "0"], "{unix_socket}",
+                     id="no-socket"),
+        pytest.param(["--", *CHILD, "--port", "{port}"], None, id="port"),
+        pytest.param(["--unix-socket", "--", *CHILD, "--unix-socket", "{unix_socket}"], None,
+                     id="socket"),
+        pytest.param(["--destport", "8123", "--", *CHILD, "--port", "0"], None,
+                     id="destport-its-own"),
+    ],
+)  # fmt: skip
+async def test_a_command_not_told_where_to_listen_is_named_at_start(
+    argv: list[str], missing: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running("--ready-timeout", "0.3", *argv) as (_, launcher):
+        supervisor = await supervisor_of(launcher)
+        said = [r for r in caplog.records if "command has no" in r.getMessage()]
+        if missing is None:
+            assert said == []
+            return
+        [warning] = said
+        assert warning.levelno == logging.WARNING
+        where = launcher.endpoint.upstream.unix_socket or str(launcher.endpoint.upstream.url)
+        assert f"the app's command has no {missing}: rproxy waits for it at {where}" in (
+            warning.getMessage()
+        )
+        # and when it is not ready in time, the error says where it was asked
+        await asyncio.wait_for(supervisor.wait_for(ChildState.FAILED), timeout=20)
+        assert f"not ready after 0.3 s at {where}" in supervisor.problem
