@@ -31,7 +31,7 @@ from typing import Any
 import aiohttp
 import pytest
 from jupyter_pages import run_one_plus_one
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, BrowserContext, Page, expect
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 from support import (
     CHILD,
@@ -598,6 +598,20 @@ async def _log_in(page: Page, base: URL, user: str) -> None:
         await page.click("[type=submit]")
 
 
+async def _logged_in(
+    hub: Hub, hub_browser: Browser, user: str
+) -> tuple[BrowserContext, Page, str, list[str]]:
+    """A new browser context logged in to the hub, by its host name, as ``user``: the context, its
+    page, the user's server's URL (with its slash), and the page's failed requests, kept on."""
+    base = hub.url.with_host(JUPYTER_HOST)
+    context = await hub_browser.new_context()
+    page = await context.new_page()
+    failed: list[str] = []
+    _record_failures(page, failed)
+    await _log_in(page, base, user)
+    return context, page, str(base / "user" / user) + "/", failed
+
+
 def _record_failures(page: Page, failed: list[str]) -> None:
     """Add "<status or error> <url>" to ``failed`` for each request of ``page`` that fails."""
     page.on("requestfailed", lambda r: failed.append(f"{r.failure} {r.url}"))
@@ -620,13 +634,7 @@ async def test_jupyter_in_place_of_jupyterhub_singleuser(
     On the 5.x hub in the slower group only: what differs there, the OAuth flow without PKCE,
     is proven in CI by the other tests of this module."""
     await _start(hub, admin, user)  # until {prefix}api/status answers: Jupyter's own, here
-    base = hub.url.with_host(JUPYTER_HOST)
-    context = await hub_browser.new_context()
-    page = await context.new_page()
-    ours = str(base / "user" / user) + "/"
-    failed: list[str] = []
-    _record_failures(page, failed)
-    await _log_in(page, base, user)
+    context, page, ours, failed = await _logged_in(hub, hub_browser, user)
     await page.goto(ours + app)
     if app == "lab":
         await page.locator(".jp-LauncherCard").first.click()  # a new notebook
@@ -785,15 +793,9 @@ async def test_apps_that_are_not_jupyter_on_the_hub(
     trip. Panel in CI on the newest hub; the others, and the 5.x hub, in the slower group."""
     lazy = user.startswith("mlflow-")
     await _start(hub, admin, user, lazy=lazy)
-    base = hub.url.with_host(JUPYTER_HOST)
-    context = await hub_browser.new_context()
-    page = await context.new_page()
-    ours = str(base / "user" / user) + "/"
-    failed: list[str] = []
-    _record_failures(page, failed)
+    context, page, ours, failed = await _logged_in(hub, hub_browser, user)
     sockets: list[str] = []
     page.on("websocket", lambda socket: sockets.append(socket.url))
-    await _log_in(page, base, user)
     await page.goto(ours + path)
     to_show = next((v for k, v in _SLOW_TO_SHOW.items() if user.startswith(k)), 30_000)
     await page.wait_for_selector(f"text={before}", timeout=to_show)
