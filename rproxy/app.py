@@ -21,7 +21,6 @@ import aiohttp
 from aiohttp import WSCloseCode, web
 from yarl import URL
 
-from rproxy import command
 from rproxy.api import api_routes
 from rproxy.auth import Authenticator, auth_middleware, head_decision
 from rproxy.client import new_upstream_client
@@ -285,25 +284,12 @@ async def _children(app: web.Application) -> AsyncIterator[None]:
             child = spec.child if spec is not None else config.child
             if child is None or service.endpoint is None:
                 continue
-            keeps = not service.strip_path
-            who = "the app" if spec is None else f"service {service.name!r}"
-            option = "--no-strip-prefix" if spec is None else "strip_path = false"
-            if keeps and service.urls.prefix != "/" and not command.uses(child.argv, "base_url"):
-                logger.warning(
-                    "%s sees every path with %s in front (%s), but its command has no "
-                    "{base_url}: unless it is told to serve there some other way, it will answer "
-                    "404; see docs/apps.md for its option",
-                    who,
-                    service.urls.prefix,
-                    option,
-                )
             launcher = service.launcher = Launcher(
                 child,
                 service.endpoint,
                 base_url=service.urls.public_prefix,
-                keeps_prefix=keeps,
-                label=who,
-                keep_option=option,
+                keeps_prefix=not service.strip_path,
+                service=None if spec is None else service.name,
                 grace_period=config.grace_period,
                 lazy=spec is not None and spec.start_on_request,
             )

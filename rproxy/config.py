@@ -351,7 +351,7 @@ class Config:
             own += [(path, *api) for path in api_paths(self.api_prefix)]
         if self.vnc_upstream is not None or self.desktop is not None:
             vnc = ("the VNC bridge", "--vnc-path")
-            own += [("/" + self.vnc_path, *vnc), ("/vnc", "the noVNC client", "nothing")]
+            own += [("/" + self.vnc_path, *vnc), ("/vnc", "the noVNC client", "")]
         for service in self.services:
             for path, whose, option in own:
                 if (path + "/").startswith(service.path) or (
@@ -360,7 +360,7 @@ class Config:
                     raise ConfigError(
                         f"service {service.name!r}: its path {service.path} covers {path}, "
                         f"which {whose} answers under the prefix; give the service another "
-                        f"path{'' if option == 'nothing' else f', or move {whose} ({option})'}"
+                        f"path{f', or move {whose} ({option})' if option else ''}"
                     )
 
 

@@ -77,13 +77,13 @@ class Launcher:
         grace_period: float,
         lazy: bool = False,
         keeps_prefix: bool = False,
-        label: str = "the app",
-        keep_option: str = "--no-strip-prefix",
+        service: str | None = None,
     ) -> None:
         self.child = child
         self._ready_under = base_url if keeps_prefix else ""  # the app serves under its prefix
-        self._label = label  # "the app", or "service 'name'"
-        self._keep_option = keep_option  # how the user keeps the prefix for it
+        # for the messages: what it is, and how the user keeps the prefix for it
+        self._label = "the app" if service is None else f"service {service!r}"
+        self._keep_option = "--no-strip-prefix" if service is None else "strip_path = false"
         self.grace_period = grace_period
         self._repofolder = Path(child.repofolder).absolute()
         self.endpoint = endpoint
@@ -101,6 +101,7 @@ class Launcher:
             self._values["unix_socket"] = endpoint.upstream.unix_socket
         self._argv("localhost")  # a placeholder without a value, or no conda: fail now
         self._warn_of_a_missing_endpoint()
+        self._warn_of_a_missing_base_url()
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -195,6 +196,18 @@ class Launcher:
                 upstream.unix_socket or upstream.url,
                 needed,
                 how,
+            )
+
+    def _warn_of_a_missing_base_url(self) -> None:
+        """The app keeps its prefix, but its command is not told it: it will likely answer 404."""
+        if self._ready_under and not command.uses(self.child.argv, "base_url"):
+            logger.warning(
+                "%s sees every path with %s/ in front (%s), but its command has no "
+                "{base_url}: unless it is told to serve there some other way, it will answer "
+                "404; see docs/apps.md for its option",
+                self._label,
+                self._ready_under,
+                self._keep_option,
             )
 
     def _not_found_hint(self, base_url: str, path: str) -> str:

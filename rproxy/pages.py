@@ -11,6 +11,7 @@ refresh for a browser without scripts.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import html
 from collections.abc import Sequence
@@ -21,16 +22,22 @@ _STYLE = "body{font-family:sans-serif;max-width:60em;margin:2em auto}pre{white-s
 _HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
+@functools.cache
+def _reload(refresh_seconds: int) -> tuple[str, str]:
+    """The page's reload script, and the Content-Security-Policy that lets it alone run."""
+    script = f"setTimeout(function(){{location.reload()}},{refresh_seconds * 1000})"
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    return script, f"default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{digest}'"
+
+
 def _page(title: str, body: str, refresh_seconds: int) -> web.Response:
-    reload = f"setTimeout(function(){{location.reload()}},{refresh_seconds * 1000})"
-    digest = base64.b64encode(hashlib.sha256(reload.encode()).digest()).decode()
+    reload, policy = _reload(refresh_seconds)
     text = (
         "<!doctype html>\n<html><head><meta charset=utf-8>"
         f'<meta http-equiv="refresh" content="{refresh_seconds}">'
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style><script>{reload}</script>"
         f"</head><body><h1>{html.escape(title)}</h1>{body}</body></html>\n"
     )
-    policy = f"default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{digest}'"
     return web.Response(
         status=503,
         text=text,
